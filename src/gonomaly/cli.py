@@ -1,0 +1,280 @@
+"""The ``gonomaly`` command line: train, evaluate, score and the main job, run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from gonomaly import __version__
+from gonomaly.errors import GonomalyError
+
+log = logging.getLogger("gonomaly")
+
+seed_option = click.option("--seed", type=int, default=0, show_default=True,
+                           help="Seed for every random source; the same seed gives the same result.")
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                               default=None, help="Folder with the dataset's files (first in the search order).")
+
+
+def _configure_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("gonomaly: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gonomaly")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and results; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Find anomalous images with Gradient Origin Networks."""
+    ctx.obj = {"debug": debug, "quiet": quiet}
+    _configure_logging(quiet)
+
+
+def _make_detector(model: str, *, epochs, batch_size, lr, latent_dim, threshold, seed, progress):
+    from gonomaly.detector import DETECTORS, GONDetector
+
+    cls = DETECTORS[model]
+    kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, threshold=threshold, seed=seed,
+                  progress=progress)
+    if cls is GONDetector:
+        kwargs["latent_dim"] = latent_dim
+    return cls(**kwargs)
+
+
+def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, seed, data_dir):
+    from gonomaly.data import load_data
+    from gonomaly.thresholds import ThresholdRule
+
+    ThresholdRule.parse(threshold)  # fail before loading data, not after training
+    bundle = load_data(data, data_dir, seed=seed)
+    log.info("training %s on %d images of %s", model, len(bundle.train), data)
+    detector = _make_detector(model, epochs=epochs, batch_size=batch_size, lr=lr,
+                              latent_dim=latent_dim, threshold=threshold, seed=seed,
+                              progress=not ctx.obj["quiet"])
+    detector.fit(bundle.train)
+    detector.save(out, metadata={"data": {"spec": data, "source": bundle.source,
+                                          **bundle.description}})
+    stats = detector.training_stats_
+    log.info("trained in %.1f s (%.0f images/s); threshold %s = %.6g; saved to %s",
+             stats["seconds"], stats["images_per_s"], detector.threshold_rule_,
+             detector.threshold_, out)
+    return detector, bundle
+
+
+def _train_options(default_model: str | None, default_epochs: int):
+    def decorate(function):
+        options = [
+            click.option("--model", type=click.Choice(["gon", "cae"]), default=default_model or "gon",
+                         show_default=True, help="Detector model."),
+            click.option("--epochs", type=click.IntRange(min=1), default=default_epochs, show_default=True),
+            click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
+            click.option("--latent-dim", type=click.IntRange(min=1), default=100, show_default=True,
+                         help="GON latent size."),
+            click.option("--threshold", default="mean-std:2", show_default=True,
+                         help="mean-std:K | quantile:Q | value:X, from the training errors."),
+            seed_option, data_dir_option,
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+@cli.command()
+@click.option("--data", "data", default="mnist", show_default=True, help="Data SPEC of the normal training images.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder to write.")
+@_train_options(None, 5)
+@click.pass_context
+def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, seed, data_dir):
+    """Train a detector on normal images and save it to a run folder."""
+    _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, seed, data_dir)
+
+
+def _evaluate_and_save(detector, bundle, out_dir: Path, json_path: Path | None,
+                       report_dir: Path | None = None, run_dir: Path | None = None, seed: int = 0):
+    from gonomaly.evaluation import evaluate
+    from gonomaly.io import atomic_write_json
+    from gonomaly.metrics import format_table
+    from gonomaly.report.examples import save_examples
+
+    result = evaluate(detector, bundle)
+    result.save(out_dir)
+    save_examples(detector, bundle.test, result.scores, out_dir, seed=seed)
+    if json_path is not None:
+        atomic_write_json(json_path, result.metrics)
+    click.echo(format_table(result.metrics))
+    log.info("results written to %s", out_dir)
+    if report_dir is not None:
+        from gonomaly.report.html import build_report
+
+        log.info("report written to %s", build_report(out_dir, report_dir, run_dir))
+    return result
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", "data", required=True, help="Data SPEC of the labelled test set.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the metrics to this JSON file.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for metrics.json and scores.npz [default: RUN_DIR/eval-SPEC].")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the HTML report (index.html and PNG figures) to this folder.")
+@seed_option
+@data_dir_option
+def evaluate(run_dir, data, json_path, out, report_dir, seed, data_dir):
+    """Score a labelled test set and print the metric table."""
+    from gonomaly.data import load_data
+    from gonomaly.detector import ReconstructionDetector
+
+    detector = ReconstructionDetector.load(run_dir)
+    bundle = load_data(data, data_dir, seed=seed)
+    _evaluate_and_save(detector, bundle, out or run_dir / f"eval-{_slug(data)}", json_path,
+                       report_dir=report_dir, run_dir=run_dir, seed=seed)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@seed_option
+@click.pass_context
+def score(ctx, run_dir, paths, as_json, batch_size, seed):
+    """Score image files or folders of them: one line per image (path, score, label)."""
+    from tqdm.auto import tqdm
+
+    from gonomaly.data.images import collect_image_paths, read_image
+    from gonomaly.detector import ReconstructionDetector
+
+    detector = ReconstructionDetector.load(run_dir)
+    files = collect_image_paths(list(paths))
+    with tqdm(total=len(files), unit="img", disable=ctx.obj["quiet"] or len(files) < 1000,
+              desc="score") as bar:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
+            images = np.stack([read_image(p, detector.image_shape_) for p in chunk])
+            scores = detector.score_samples(images)
+            for path, value in zip(chunk, scores):
+                label = int(value > detector.threshold_)
+                if as_json:
+                    line = json.dumps({"path": str(path), "score": float(value), "label": label})
+                else:
+                    line = f"{path}\t{value:.6g}\t{'anomalous' if label else 'normal'}"
+                tqdm.write(line) if bar.total >= 1000 and not ctx.obj["quiet"] else click.echo(line)
+            bar.update(len(chunk))
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"),
+              show_default=True, help="Run folder to write.")
+@click.option("--data", "data", default="mnist-c", show_default=True,
+              help="Test SPEC: clean test digits against their corrupted versions.")
+@_train_options("gon", 2)
+@click.pass_context
+def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, seed, data_dir):
+    """The main job: train on clean MNIST digits, evaluate clean against corrupted test digits."""
+    from gonomaly.data import load_data, parse_spec
+
+    spec = parse_spec(data)
+    if spec.kind != "mnist-c":
+        raise GonomalyError(f"run: --data must be an mnist-c spec, got '{data}'")
+    start = time.perf_counter()
+    bundle = load_data(spec, data_dir, seed=seed)
+    train_spec = "mnist" + (f":n_train={spec.options['n_train']}" if "n_train" in spec.options else "")
+    detector, _ = _train(ctx, model, train_spec, out, epochs, batch_size, lr, latent_dim,
+                         threshold, seed, data_dir)
+    _evaluate_and_save(detector, bundle, out / "eval", out / "eval" / "summary.json",
+                       report_dir=out / "report", run_dir=out, seed=seed)
+    log.info("run finished in %.0f s", time.perf_counter() - start)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--eval", "eval_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Evaluation folder [default: RUN_DIR/eval, or the only RUN_DIR/eval-*].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for index.html and its PNGs [default: RUN_DIR/report].")
+@seed_option
+def report(run_dir, eval_dir, out, seed):
+    """Rebuild the HTML report from a run's saved files (no model is loaded)."""
+    from gonomaly.report.html import build_report, find_eval_dir
+
+    eval_dir = eval_dir or find_eval_dir(run_dir)
+    out = out or (run_dir / "report" if eval_dir == run_dir / "eval" else eval_dir / "report")
+    click.echo(str(build_report(eval_dir, out, run_dir)))
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write: OUT/<corruption>/test_images.npy and test_labels.npy.")
+@click.option("--format", "fmt", type=click.Choice(["npy", "png"]), default="npy", show_default=True)
+@click.option("--n", "n_test", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="The first N MNIST test digits.")
+@click.option("--corruptions", default="all", show_default=True,
+              help="Comma-separated names, 'all' (15) or 'seed' (the seed protocol's 14).")
+@seed_option
+@data_dir_option
+def corrupt(out, fmt, n_test, corruptions, seed, data_dir):
+    """Write MNIST-C (identity + corruptions of the test digits) in the published layout."""
+    from gonomaly.data import corruptions as registry
+    from gonomaly.data.mnist_c import export_mnist_c
+    from gonomaly.data.sources import load_digits
+    from gonomaly.report.plots import plot_image_strip
+
+    names = {"all": list(registry.ALL_CORRUPTIONS), "seed": list(registry.SEED_CORRUPTIONS)}.get(
+        corruptions, [n.strip() for n in corruptions.split(",") if n.strip()])
+    unknown = [n for n in names if n not in registry.ALL_CORRUPTIONS]
+    if unknown:
+        raise GonomalyError(f"--corruptions: unknown {', '.join(unknown)} "
+                            f"(known: {', '.join(registry.ALL_CORRUPTIONS)})")
+    digits = load_digits("mnist", data_dir)
+    images, labels = digits.test_images[:n_test], digits.test_labels[:n_test]
+    generated = export_mnist_c(images, labels, names, out, seed, fmt,
+                               progress=lambda name: log.info("wrote %s", out / name))
+    shown = min(8, len(images))
+    rows = list(generated)
+    strip = np.stack([generated[name][i] for name in rows for i in range(shown)]) / 255.0
+    captions = [name if i == 0 else "" for name in rows for i in range(shown)]
+    grid = plot_image_strip(strip, out / "grid.png", captions=captions, nrow=len(rows),
+                            title=f"MNIST-C as generated by gonomaly (seed {seed})")
+    click.echo(f"wrote {len(rows)} x {len(images)} images to {out} ({fmt}); preview {grid}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cli.main(args=args, prog_name="gonomaly", standalone_mode=False)
+    except GonomalyError as exc:
+        if "--debug" in args:
+            raise
+        click.echo(f"gonomaly: error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("gonomaly: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

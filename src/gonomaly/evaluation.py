@@ -1,0 +1,41 @@
+"""Evaluate a fitted detector on a labelled test set and save what the report needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gonomaly.data.specs import DataBundle
+from gonomaly.io import atomic_save_npz, atomic_write_json
+from gonomaly.metrics import image_metrics
+
+METRICS_FILE = "metrics.json"
+SCORES_FILE = "scores.npz"
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    scores: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    ids: list[str]
+
+    def save(self, directory: str | Path) -> Path:
+        """metrics.json plus per-image scores, labels, groups and ids in scores.npz."""
+        directory = Path(directory)
+        atomic_write_json(directory / METRICS_FILE, self.metrics)
+        atomic_save_npz(directory / SCORES_FILE, scores=self.scores, labels=self.labels,
+                        groups=self.groups.astype(str), ids=np.asarray(self.ids, dtype=str))
+        return directory
+
+
+def evaluate(detector, data: DataBundle, model_name: str | None = None) -> Evaluation:
+    scores = detector.score_samples(data.test.images)
+    metrics = {"model": model_name or detector.model_name, "dataset": data.spec,
+               "source": data.source,
+               **image_metrics(data.test.labels, scores, detector.threshold_, data.test.groups)}
+    metrics["threshold_rule"] = str(detector.threshold_rule_)
+    return Evaluation(metrics, scores, data.test.labels, data.test.groups, data.test.ids)

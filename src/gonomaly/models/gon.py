@@ -1,0 +1,89 @@
+"""The convolutional Gradient Origin Network (Bond-Taylor & Willcocks, ICLR 2021).
+
+One network F is both decoder and encoder: the latent of an image x is the negative gradient of
+its reconstruction loss at the origin, z = -d/dz0 ||F(z0) - x||^2 at z0 = 0, and x_hat = F(z).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def gradient_origin_latent(decoder: nn.Module, x: torch.Tensor, latent_dim: int,
+                           create_graph: bool) -> torch.Tensor:
+    """z = -grad of the per-sample squared error at z0 = 0, shared by every GON variant.
+
+    The inner loss is summed over pixels and over the batch. A sum keeps each sample's gradient
+    independent of the batch (a batch mean would scale every latent by 1/batch size), and the
+    decoder has no layer that mixes samples, so a latent depends on its own image alone.
+    """
+    with torch.enable_grad():  # scoring runs under no_grad, but the encoder is a gradient
+        z0 = torch.zeros(x.shape[0], latent_dim, dtype=x.dtype, device=x.device, requires_grad=True)
+        inner_loss = (decoder(z0) - x).pow(2).sum()
+        (grad,) = torch.autograd.grad(inner_loss, z0, create_graph=create_graph)
+    return -grad
+
+
+def _deconv(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(in_ch, out_ch, kernel, stride, padding)
+
+
+class ConvGONDecoder(nn.Module):
+    """F: latent (B, Z) -> image (B, C, H, W) in [0, 1].
+
+    28x28 is the seed's network, Z -> 4w -> 2w -> w -> C with w = 64 (100 -> 256 -> 128 -> 64 -> 1)
+    and ELU. Other square sizes (a power of two, 16 or more) start at 4x4 and double the
+    resolution per stage, halving the width. No normalisation layer: BatchNorm couples the samples
+    of a batch and its running statistics are polluted by the z0 pass, and per-sample norms divide
+    by a zero variance at z0 = 0 (every position of the first feature map is equal there).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100, width: int = 64):
+        super().__init__()
+        channels, height, width_px = image_shape
+        if height != width_px:
+            raise ValueError(f"conv GON needs square images, got {height}x{width_px}")
+        if height == 28:
+            layers = [_deconv(latent_dim, 4 * width, 4, 1, 0), nn.ELU(),  # 4x4
+                      _deconv(4 * width, 2 * width, 3, 2, 1), nn.ELU(),   # 7x7
+                      _deconv(2 * width, width, 4, 2, 1), nn.ELU(),       # 14x14
+                      _deconv(width, channels, 4, 2, 1)]                  # 28x28
+        else:
+            stages = height.bit_length() - 3  # 4 * 2**stages == height
+            if height < 16 or 4 << stages != height:
+                raise ValueError(f"conv GON supports 28x28 or a power of two >= 16, got {height}")
+            widths = [width * 2 ** (stages - 1 - i) for i in range(stages)]
+            layers = [_deconv(latent_dim, widths[0], 4, 1, 0), nn.ELU()]
+            for in_ch, out_ch in zip(widths, widths[1:]):
+                layers += [_deconv(in_ch, out_ch, 4, 2, 1), nn.ELU()]
+            layers.append(_deconv(widths[-1], channels, 4, 2, 1))
+        self.net = nn.Sequential(*layers, nn.Sigmoid())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class ConvGON(nn.Module):
+    """Encoder and decoder in one network, through the gradient-origin step."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100, width: int = 64):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.decoder = ConvGONDecoder(image_shape, latent_dim, width)
+
+    def encode(self, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        return gradient_origin_latent(self.decoder, x, self.latent_dim, create_graph)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction: always through the encoding, never F(0)."""
+        return self.decode(self.encode(x, create_graph=self.training and torch.is_grad_enabled()))
+
+    def training_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample squared error summed over pixels; training back-propagates through the
+        gradient step (create_graph=True)."""
+        x_hat = self.decode(self.encode(x, create_graph=True))
+        return (x_hat - x).pow(2).flatten(1).sum(1)
