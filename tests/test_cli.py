@@ -114,3 +114,51 @@ def test_real_process_exit_code_and_debug_traceback(tmp_path):
 def test_usage_error_is_nonzero(capsys):
     code, _, err = run_cli(capsys, "train", "--model", "vae", "--out", "x")
     assert code == 2 and "Invalid value" in err
+
+
+def test_corrupt_export_round_trips_through_the_official_layout(tmp_path, capsys):
+    from gonomaly.data import load_data
+
+    out = tmp_path / "mnist_c"
+    code, _, err = run_cli(capsys, "corrupt", "--out", str(out), "--n", "40",
+                           "--corruptions", "stripe,fog", "--seed", "5")
+    assert code == 0, err
+    images = np.load(out / "fog" / "test_images.npy", allow_pickle=False)
+    assert images.shape == (40, 28, 28, 1) and images.dtype == np.uint8
+    assert np.load(out / "identity" / "test_labels.npy").shape == (40,)
+    assert (out / "grid.png").stat().st_size > 5000
+    from_files = load_data(f"mnist-c:root={out},corruptions=stripe,fog,n_train=10")
+    generated = load_data("mnist-c:corruptions=stripe,fog,n_test=40,n_train=10", seed=5)
+    np.testing.assert_array_equal(from_files.test.images, generated.test.images)
+    np.testing.assert_array_equal(from_files.test.groups, generated.test.groups)
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path / "none"), "--data",
+                           f"mnist-c:root={tmp_path}/missing")
+    assert code == 1
+
+
+def test_run_writes_results_and_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "-q", "run", "--out", str(out), "--epochs", "1",
+                                "--data", "mnist-c:corruptions=stripe,impulse_noise,n_train=300,n_test=40")
+    assert code == 0, err
+    assert "stripe" in stdout and "AUROC" in stdout
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert summary["n_normal"] == 40 and summary["n_anomalous"] == 80
+    assert json.loads((out / "config.json").read_text())["scoring"]["score"] == "fused"
+    html = (out / "report" / "index.html").read_text()
+    assert "stripe" in html and "<img" in html
+    code, stdout, _ = run_cli(capsys, "report", str(out), "--out", str(tmp_path / "again"))
+    assert code == 0 and (tmp_path / "again" / "index.html").read_text() == html
+
+
+def test_benchmark_mnist_c_smoke(tmp_path, capsys):
+    json_path = tmp_path / "bench.json"
+    code, stdout, err = run_cli(capsys, "-q", "benchmark", "mnist-c", "--epochs", "1", "--models", "cae",
+                                "--data", "mnist-c:corruptions=stripe,n_train=200,n_test=30",
+                                "--json", str(json_path))
+    assert code == 0, err
+    result = json.loads(json_path.read_text())
+    assert [r["score"] for r in result["runs"]] == ["mse", "fused"]
+    assert result["runs"][0]["groups"]["stripe"]["n"] == 30 and "pooled" in stdout
+    code, _, err = run_cli(capsys, "benchmark", "mnist-c", "--models", "vae")
+    assert code == 1 and "--models: unknown vae" in err

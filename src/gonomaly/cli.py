@@ -41,18 +41,20 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     _configure_logging(quiet)
 
 
-def _make_detector(model: str, *, epochs, batch_size, lr, latent_dim, threshold, seed, progress):
+def _make_detector(model: str, *, epochs, batch_size, seed, progress, lr=1e-3, latent_dim=100,
+                   threshold="mean-std:2", score="mse"):
     from gonomaly.detector import DETECTORS, GONDetector
 
     cls = DETECTORS[model]
-    kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, threshold=threshold, seed=seed,
-                  progress=progress)
+    kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, threshold=threshold, score=score,
+                  seed=seed, progress=progress)
     if cls is GONDetector:
         kwargs["latent_dim"] = latent_dim
     return cls(**kwargs)
 
 
-def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, seed, data_dir):
+def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed,
+           data_dir):
     from gonomaly.data import load_data
     from gonomaly.thresholds import ThresholdRule
 
@@ -60,7 +62,7 @@ def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold,
     bundle = load_data(data, data_dir, seed=seed)
     log.info("training %s on %d images of %s", model, len(bundle.train), data)
     detector = _make_detector(model, epochs=epochs, batch_size=batch_size, lr=lr,
-                              latent_dim=latent_dim, threshold=threshold, seed=seed,
+                              latent_dim=latent_dim, threshold=threshold, score=score, seed=seed,
                               progress=not ctx.obj["quiet"])
     detector.fit(bundle.train)
     detector.save(out, metadata={"data": {"spec": data, "source": bundle.source,
@@ -72,18 +74,22 @@ def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold,
     return detector, bundle
 
 
-def _train_options(default_model: str | None, default_epochs: int):
+def _train_options(default_model: str | None, default_epochs: int, default_score: str = "mse"):
     def decorate(function):
         options = [
             click.option("--model", type=click.Choice(["gon", "cae"]), default=default_model or "gon",
                          show_default=True, help="Detector model."),
             click.option("--epochs", type=click.IntRange(min=1), default=default_epochs, show_default=True),
-            click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+            click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
             click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
             click.option("--latent-dim", type=click.IntRange(min=1), default=100, show_default=True,
                          help="GON latent size."),
             click.option("--threshold", default="mean-std:2", show_default=True,
                          help="mean-std:K | quantile:Q | value:X, from the training errors."),
+            click.option("--score", type=click.Choice(["mse", "fused"]), default=default_score,
+                         show_default=True,
+                         help="mse: reconstruction error; fused: density of error, SSIM and "
+                              "latent features among the normal training images."),
             seed_option, data_dir_option,
         ]
         for option in reversed(options):
@@ -97,9 +103,10 @@ def _train_options(default_model: str | None, default_epochs: int):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder to write.")
 @_train_options(None, 5)
 @click.pass_context
-def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, seed, data_dir):
+def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir):
     """Train a detector on normal images and save it to a run folder."""
-    _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, seed, data_dir)
+    _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed,
+           data_dir)
 
 
 def _evaluate_and_save(detector, bundle, out_dir: Path, json_path: Path | None,
@@ -186,9 +193,9 @@ def score(ctx, run_dir, paths, as_json, batch_size, seed):
               show_default=True, help="Run folder to write.")
 @click.option("--data", "data", default="mnist-c", show_default=True,
               help="Test SPEC: clean test digits against their corrupted versions.")
-@_train_options("gon", 2)
+@_train_options("gon", 2, default_score="fused")
 @click.pass_context
-def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, seed, data_dir):
+def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir):
     """The main job: train on clean MNIST digits, evaluate clean against corrupted test digits."""
     from gonomaly.data import load_data, parse_spec
 
@@ -199,7 +206,7 @@ def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, se
     bundle = load_data(spec, data_dir, seed=seed)
     train_spec = "mnist" + (f":n_train={spec.options['n_train']}" if "n_train" in spec.options else "")
     detector, _ = _train(ctx, model, train_spec, out, epochs, batch_size, lr, latent_dim,
-                         threshold, seed, data_dir)
+                         threshold, score, seed, data_dir)
     _evaluate_and_save(detector, bundle, out / "eval", out / "eval" / "summary.json",
                        report_dir=out / "report", run_dir=out, seed=seed)
     log.info("run finished in %.0f s", time.perf_counter() - start)
@@ -255,6 +262,62 @@ def corrupt(out, fmt, n_test, corruptions, seed, data_dir):
     grid = plot_image_strip(strip, out / "grid.png", captions=captions, nrow=len(rows),
                             title=f"MNIST-C as generated by gonomaly (seed {seed})")
     click.echo(f"wrote {len(rows)} x {len(images)} images to {out} ({fmt}); preview {grid}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output file [default: RUN_DIR/model.onnx].")
+@seed_option
+def export_command(run_dir, fmt, out, seed):
+    """Export the whole scorer (images -> scores, anomaly maps) as a feed-forward graph."""
+    from gonomaly.detector import ReconstructionDetector
+    from gonomaly.export import export_onnx
+
+    detector = ReconstructionDetector.load(run_dir)
+    path = export_onnx(detector, out or run_dir / "model.onnx")
+    click.echo(f"wrote {path}: input 'images' (N, {', '.join(map(str, detector.image_shape_))}) "
+               f"float32 in [0, 1]; outputs 'scores' (N,) and 'anomaly_maps' (N, H, W); "
+               f"threshold {detector.threshold_:.6g}")
+
+
+@cli.group()
+def benchmark():
+    """End-to-end benchmarks on real data."""
+
+
+@benchmark.command("mnist-c")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--models", default="gon,cae", show_default=True, help="Comma-separated: gon, cae.")
+@click.option("--scores", default="mse,fused", show_default=True, help="Comma-separated: mse, fused.")
+@click.option("--data", "data", default="mnist-c", show_default=True,
+              help="The protocol's SPEC (the seed's 14 corruptions, 2,000 test digits).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@seed_option
+@data_dir_option
+@click.pass_context
+def benchmark_mnist_c(ctx, epochs, batch_size, models, scores, data, json_path, seed, data_dir):
+    """The seed's MNIST-C protocol for each model and score: per corruption n, flagged, AUROC;
+    pooled confusion, AUROC, AUPR; times."""
+    from gonomaly.bench import mnist_c_benchmark
+    from gonomaly.detector import DETECTORS
+    from gonomaly.io import atomic_write_json
+    from gonomaly.scoring import SCORES
+
+    model_list = [m.strip() for m in models.split(",") if m.strip()]
+    score_list = [s.strip() for s in scores.split(",") if s.strip()]
+    for value, known, what in ((model_list, DETECTORS, "--models"), (score_list, SCORES, "--scores")):
+        unknown = [v for v in value if v not in known]
+        if unknown or not value:
+            raise GonomalyError(f"{what}: unknown {', '.join(unknown) or 'empty list'} "
+                                f"(known: {', '.join(known)})")
+    results = mnist_c_benchmark(model_list, score_list, epochs, batch_size, seed, data, data_dir,
+                                _make_detector, progress=not ctx.obj["quiet"])
+    if json_path is not None:
+        atomic_write_json(json_path, results)
+    log.info("benchmark finished in %.0f s", results["seconds"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from safetensors import SafetensorError
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save as save_numpy
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
@@ -24,12 +26,14 @@ from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
 from gonomaly.io import atomic_write_bytes, atomic_write_json, sha256_file
 from gonomaly.models import CAE, ConvGON
+from gonomaly.scoring import SCORES, FusedScorer, LatentGaussian, reconstruction_features
 from gonomaly.thresholds import ThresholdRule
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 TRAIN_ERRORS_FILE = "train_errors.npy"
+SCORING_FILE = "scoring.safetensors"
 CHECKPOINT_FORMAT = "gonomaly-checkpoint/1"
 SCORE_BATCH_SIZE = 512
 
@@ -39,9 +43,11 @@ class ReconstructionDetector:
 
     model_name: ClassVar[str]
 
-    def __init__(self, *, epochs: int = 5, batch_size: int = 64, lr: float = 1e-3,
-                 threshold: str = "mean-std:2", seed: int = 0, progress: bool = False):
+    def __init__(self, *, epochs: int = 5, batch_size: int = 128, lr: float = 1e-3,
+                 threshold: str = "mean-std:2", score: str = "mse", seed: int = 0,
+                 progress: bool = False):
         self.epochs = epochs
+        self.score = score
         self.batch_size = batch_size
         self.lr = lr
         self.threshold = threshold
@@ -59,6 +65,8 @@ class ReconstructionDetector:
     def fit(self, images) -> "ReconstructionDetector":
         """Train on normal images, then set ``train_errors_`` and ``threshold_``."""
         rule = ThresholdRule.parse(self.threshold)
+        if self.score not in SCORES:
+            raise GonomalyError(f"score '{self.score}': unknown (use {' or '.join(SCORES)})")
         x = torch.from_numpy(as_image_array(images, "training images"))
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise GonomalyError("epochs, batch size and learning rate must be positive")
@@ -95,9 +103,26 @@ class ReconstructionDetector:
             "seconds": round(seconds, 3), "images_per_s": round(self.epochs * n / seconds, 1),
             "final_loss": self.loss_history_[-1],
         }
-        self.train_errors_ = self.score_samples(x.numpy())
+        self._fit_scoring(x.numpy())
         self._set_threshold(rule)
         return self
+
+    def fit_scoring(self, images) -> "ReconstructionDetector":
+        """Refit the scoring (for the current ``score``) and the threshold on normal images,
+        keeping the trained network: compare ``mse`` and ``fused`` without training twice."""
+        self._check_fitted()
+        if self.score not in SCORES:
+            raise GonomalyError(f"score '{self.score}': unknown (use {' or '.join(SCORES)})")
+        self._fit_scoring(as_image_array(images, "training images"))
+        self._set_threshold(ThresholdRule.parse(self.threshold))
+        return self
+
+    def _fit_scoring(self, train: np.ndarray) -> None:
+        """Fit what scoring needs beyond the network, on the normal training images alone."""
+        self.scorer_ = None
+        if self.score == "fused":
+            self.scorer_ = FusedScorer.fit(self.features(train), seed=self.seed)
+        self.train_errors_ = self.score_samples(train)
 
     def _set_threshold(self, rule: ThresholdRule) -> None:
         self.threshold_rule_ = rule
@@ -117,6 +142,8 @@ class ReconstructionDetector:
                 f"{self.image_shape_}"
             )
         self.model_.eval()
+        if getattr(self.model_, "closed_form", False) is None:
+            self.model_.prepare_closed_form()  # once after fit or load: exact and ~3x faster
         for start in range(0, len(x), SCORE_BATCH_SIZE):
             yield torch.from_numpy(x[start:start + SCORE_BATCH_SIZE])
 
@@ -131,9 +158,21 @@ class ReconstructionDetector:
         maps = [(self.model_(b) - b).pow(2).mean(1).numpy() for b in self._batches(images, "images")]
         return np.concatenate(maps)
 
+    def _batch_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return reconstruction_features(batch, self.model_(batch))
+
+    @torch.no_grad()
+    def features(self, images) -> dict[str, np.ndarray]:
+        """Per-image scalar features that the fused score combines (see ``gonomaly.scoring``)."""
+        parts = [self._batch_features(b) for b in self._batches(images, "images")]
+        return {k: np.concatenate([p[k].double().numpy() for p in parts]) for k in parts[0]}
+
     @torch.no_grad()
     def score_samples(self, images) -> np.ndarray:
-        """Per-image reconstruction MSE; higher is more anomalous."""
+        """Per-image anomaly score, higher is more anomalous: the reconstruction MSE, or with
+        ``score="fused"`` the negative log density of the image's features among normals."""
+        if self.score == "fused":
+            return self.scorer_.score(self.features(images))
         errors = [(self.model_(b) - b).pow(2).flatten(1).mean(1).numpy()
                   for b in self._batches(images, "images")]
         return np.concatenate(errors).astype(np.float64)
@@ -162,15 +201,24 @@ class ReconstructionDetector:
         buffer = io.BytesIO()
         np.save(buffer, self.train_errors_, allow_pickle=False)
         atomic_write_bytes(directory / TRAIN_ERRORS_FILE, buffer.getvalue())
+        scoring_state = self._scoring_state()
+        scoring = {"score": self.score}
+        if scoring_state:
+            atomic_write_bytes(directory / SCORING_FILE, save_numpy(scoring_state))
+            scoring["sha256"] = sha256_file(directory / SCORING_FILE)
+        if self.scorer_ is not None:
+            scoring["features"] = self.scorer_.names
         config = {
             "format": CHECKPOINT_FORMAT,
             "model": self.model_name,
             "image_shape": list(self.image_shape_),
             "hyperparameters": {"epochs": self.epochs, "batch_size": self.batch_size,
-                                "lr": self.lr, "seed": self.seed, **self._model_hyperparameters()},
+                                "lr": self.lr, "score": self.score, "seed": self.seed,
+                                **self._model_hyperparameters()},
             "threshold": {"rule": str(self.threshold_rule_), "value": self.threshold_,
                           "train_errors": ThresholdRule.statistics(self.train_errors_)},
             "training": self.training_stats_,
+            "scoring": scoring,
             "weights_sha256": sha256_file(directory / WEIGHTS_FILE),
             "versions": {"gonomaly": __version__, "torch": torch.__version__,
                          "numpy": np.__version__, "python": platform.python_version()},
@@ -218,12 +266,34 @@ class ReconstructionDetector:
             detector.train_errors_ = np.load(errors_path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise GonomalyError(f"{errors_path}: cannot read training errors ({exc})") from None
+        detector._load_scoring_state(directory, config.get("scoring", {}))
         detector.threshold_rule_ = ThresholdRule.parse(threshold["rule"])
         detector.threshold_ = float(threshold["value"])
         detector.training_stats_ = config.get("training", {})
         history = directory / HISTORY_FILE
         detector.loss_history_ = json.loads(history.read_text())["loss"] if history.is_file() else []
         return detector
+
+
+    def _scoring_state(self) -> dict[str, np.ndarray]:
+        return self.scorer_.state() if self.scorer_ is not None else {}
+
+    def _load_scoring_state(self, directory: Path, scoring: dict) -> None:
+        self.scorer_ = None
+        self._scoring_arrays = {}
+        path = directory / SCORING_FILE
+        if "sha256" in scoring:
+            if not path.is_file() or sha256_file(path) != scoring["sha256"]:
+                raise GonomalyError(f"{path}: missing, or sha256 does not match config.json")
+            try:
+                self._scoring_arrays = load_numpy(path)
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise GonomalyError(f"{path}: cannot read safetensors ({exc})") from None
+        if self.score == "fused":
+            try:
+                self.scorer_ = FusedScorer.from_state(self._scoring_arrays, scoring["features"])
+            except (KeyError, ValueError, np.linalg.LinAlgError) as exc:
+                raise GonomalyError(f"{path}: invalid fused-score state ({exc})") from None
 
 
 def read_config(directory: Path) -> dict[str, Any]:
@@ -240,15 +310,20 @@ def read_config(directory: Path) -> dict[str, Any]:
 
 
 class GONDetector(ReconstructionDetector):
-    """Convolutional GON: latent by the gradient-origin step, never F(0)."""
+    """Convolutional GON: latent by the gradient-origin step, never F(0).
+
+    Beyond the pixel error, a GON offers its latent and its origin image F(0): ``score="fused"``
+    adds the latent's Mahalanobis distance and norm and the image's distance to F(0) to the
+    fused features. A Gaussian fitted to the training latents also gives ``sample(n)``.
+    """
 
     model_name = "gon"
 
     def __init__(self, *, latent_dim: int = 100, width: int = 64, epochs: int = 5,
-                 batch_size: int = 64, lr: float = 1e-3, threshold: str = "mean-std:2",
-                 seed: int = 0, progress: bool = False):
+                 batch_size: int = 128, lr: float = 1e-3, threshold: str = "mean-std:2",
+                 score: str = "mse", seed: int = 0, progress: bool = False):
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, threshold=threshold,
-                         seed=seed, progress=progress)
+                         score=score, seed=seed, progress=progress)
         self.latent_dim = latent_dim
         self.width = width
 
@@ -262,6 +337,48 @@ class GONDetector(ReconstructionDetector):
     def encode(self, images) -> np.ndarray:
         """Gradient-origin latents (N, latent_dim)."""
         return np.concatenate([self.model_.encode(b).numpy() for b in self._batches(images, "images")])
+
+    def _fit_scoring(self, train: np.ndarray) -> None:
+        self.latent_gaussian_ = LatentGaussian.fit(self.encode(train))
+        super()._fit_scoring(train)
+
+    def _batch_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.model_.encode(batch)
+        features = reconstruction_features(batch, self.model_.decode(z))
+        origin = self.model_.decode(torch.zeros(1, self.latent_dim))
+        features["origin_distance"] = (batch - origin).pow(2).flatten(1).mean(1)
+        features["latent_norm"] = z.norm(dim=1)
+        features["latent_distance"] = torch.from_numpy(self.latent_gaussian_.mahalanobis(z.numpy()))
+        return features
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n new images decoded from the Gaussian fitted to the training latents."""
+        self._check_fitted()
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        z = torch.from_numpy(self.latent_gaussian_.sample(n, rng).astype(np.float32))
+        return self.model_.decode(z).numpy()
+
+    @torch.no_grad()
+    def interpolate(self, a, b, steps: int = 8) -> np.ndarray:
+        """Decode a spherical interpolation between the latents of images a and b."""
+        za, zb = (torch.from_numpy(self.encode(np.asarray(v)[None])[0]).double() for v in (a, b))
+        angle = torch.arccos(torch.clamp(torch.dot(za, zb) / (za.norm() * zb.norm()), -1, 1))
+        t = torch.linspace(0, 1, steps, dtype=torch.float64)[:, None]
+        if angle < 1e-6:
+            z = (1 - t) * za + t * zb
+        else:
+            z = (torch.sin((1 - t) * angle) * za + torch.sin(t * angle) * zb) / torch.sin(angle)
+        return self.model_.decode(z.float()).numpy()
+
+    def _scoring_state(self) -> dict[str, np.ndarray]:
+        return {**super()._scoring_state(), **self.latent_gaussian_.state("latent.")}
+
+    def _load_scoring_state(self, directory: Path, scoring: dict) -> None:
+        super()._load_scoring_state(directory, scoring)
+        if "latent.mean" not in self._scoring_arrays:
+            raise GonomalyError(f"{directory / SCORING_FILE}: the GON's latent Gaussian is missing")
+        self.latent_gaussian_ = LatentGaussian.from_state(self._scoring_arrays, "latent.")
 
 
 class CAEDetector(ReconstructionDetector):

@@ -68,6 +68,37 @@ def test_training_step_back_propagates_through_the_gradient_step(mnist_small):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+def test_closed_form_training_step_equals_autograd_step(mnist_small):
+    """The fast training step gives the loss and weight gradients of the definition
+    (inner gradient by autograd with create_graph=True), and the same weights after steps."""
+    x = torch.from_numpy(mnist_small[0][:128])
+    fast, reference = _model(seed=1), _model(seed=1)
+    fast_loss = fast.training_loss(x).mean()
+    reference_loss = reference.autograd_training_loss(x).mean()
+    torch.testing.assert_close(fast_loss, reference_loss, rtol=1e-5, atol=1e-5)
+    fast_grads = torch.autograd.grad(fast_loss, list(fast.parameters()))
+    reference_grads = torch.autograd.grad(reference_loss, list(reference.parameters()))
+    for a, b in zip(fast_grads, reference_grads):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+    optimisers = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in (fast, reference)]
+    losses = {"fast": [], "reference": []}
+    for step in range(5):
+        batch = torch.from_numpy(mnist_small[0][step * 64:(step + 1) * 64])
+        for name, model, optimiser in (("fast", fast, optimisers[0]),
+                                       ("reference", reference, optimisers[1])):
+            loss = (model.training_loss(batch) if name == "fast"
+                    else model.autograd_training_loss(batch)).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses[name].append(loss.item())
+    np.testing.assert_allclose(losses["fast"], losses["reference"], rtol=1e-4)
+    for a, b in zip(fast.parameters(), reference.parameters()):
+        # Adam divides by the gradient scale, so float noise of tiny gradients shows in a few
+        # weights; every weight moved ~1e-3 per step.
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
 def test_training_reduces_loss_and_beats_the_origin_image(trained_gon, mnist_small):
     losses = trained_gon.loss_history_
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
@@ -85,3 +116,30 @@ def test_power_of_two_sizes_and_colour(mnist_small):
     assert model.decode(z).shape == (2, 3, 64, 64)
     x = torch.rand(2, 3, 64, 64)
     assert model(x).shape == x.shape
+
+
+def test_closed_form_encoder_matches_autograd_on_real_digits(trained_gon, mnist_small):
+    model = trained_gon.model_
+    x = torch.from_numpy(mnist_small[1][:200])
+    model.eval().prepare_closed_form()
+    with torch.no_grad():
+        closed = model.encode(x)
+        model.closed_form, saved = None, model.closed_form
+        autograd = model.encode(x)
+        model.closed_form = saved
+    scale = autograd.abs().max()
+    assert (closed - autograd).abs().max() / scale < 1e-5
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(closed), model.decode(autograd), rtol=1e-5, atol=1e-5)
+
+
+def test_training_mode_drops_the_closed_form_and_uses_autograd(mnist_small):
+    model = _model().eval().prepare_closed_form()
+    assert model.closed_form is not None
+    model.train()
+    assert model.closed_form is None
+    x = torch.from_numpy(mnist_small[0][:4])
+    z = model.encode(x, create_graph=True)
+    assert z.requires_grad  # the training path back-propagates through the gradient step
+    # The detector prepares it lazily for scoring and the state dict never contains it.
+    assert not any("closed_form" in k for k in model.state_dict())

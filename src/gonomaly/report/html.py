@@ -181,6 +181,9 @@ class _Report:
         self.history = history if isinstance(history, dict) else None
         self.have_run_dir = have_run_dir
         self.threshold = float(metrics["threshold"])
+        score = metrics.get("score") or _get(self.config, "scoring", "score") or "mse"
+        self.score_description = {"mse": "reconstruction MSE",
+                                  "fused": "fused: negative log density among normals"}.get(score, score)
         self.group_names = self._group_names()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -348,8 +351,9 @@ class _Report:
                 parts.append(self.figure(
                     "score_histograms.png", plots.plot_score_histograms, by_group, self.threshold,
                     alt="Anomaly score histograms per group",
-                    caption="Anomaly scores (reconstruction MSE) per group, density-normalised; "
-                            f"the dashed line is the threshold {_e(_general(self.threshold))}."))
+                    caption=f"Anomaly scores ({_e(self.score_description)}) per group, "
+                            "density-normalised; scores beyond the axis are counted in the edge "
+                            f"bins; the dashed line is the threshold {_e(_general(self.threshold))}."))
             if "labels" in s:
                 parts.append(self.figure(
                     "roc_pr.png", plots.plot_roc_pr, np.asarray(s["labels"]), values,

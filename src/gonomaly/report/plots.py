@@ -322,6 +322,15 @@ def plot_score_histograms(
     finite_all = [g[np.isfinite(g)] for g in groups.values()]
     pooled = np.concatenate([*finite_all, [threshold]])
     lo, hi = float(pooled.min()), float(pooled.max())
+    normal = groups.get(NORMAL_GROUP, np.empty(0))
+    normal = normal[np.isfinite(normal)]
+    if len(normal) > 20:
+        # Anomaly scores can run far into a long tail (the density score of a far-off image):
+        # show the decision region, the normal scores and the threshold with as much room again
+        # to the right; scores beyond the axis are counted in the edge bins.
+        lo = min(float(normal.min()), threshold)
+        right = max(float(normal.max()), threshold)
+        hi = min(hi, right + (right - lo))
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5, hi + 0.5
     total = sum(f.size for f in finite_all)
@@ -339,7 +348,7 @@ def plot_score_histograms(
 
     def draw(ax: Any, name: str) -> None:
         scores = groups[name]
-        finite = scores[np.isfinite(scores)]
+        finite = np.clip(scores[np.isfinite(scores)], edges[0], edges[-1])
         label = describe(name)
         if finite.size == 0:
             ax.plot([], [], color=colours[name], label=label + " — no scores")

@@ -1,0 +1,39 @@
+import copy
+
+import numpy as np
+import pytest
+
+from gonomaly import CAEDetector
+from gonomaly.cli import main
+
+ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+
+def _onnx_scores(path, images):
+    session = ort.InferenceSession(str(path))
+    return session.run(None, {"images": images})
+
+
+@pytest.mark.parametrize("score", ["mse", "fused"])
+def test_onnx_gon_scores_equal_gonomaly(trained_gon, mnist_small, tmp_path, score):
+    from gonomaly.export import export_onnx
+
+    detector = copy.copy(trained_gon)
+    detector.score = score
+    detector.fit_scoring(mnist_small[0][:1000])
+    images = mnist_small[1][:64]
+    scores, maps = _onnx_scores(export_onnx(detector, tmp_path / "m.onnx"), images)
+    np.testing.assert_allclose(scores, detector.score_samples(images), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(maps, detector.anomaly_map(images), atol=1e-5)
+    # The batch dimension is dynamic.
+    one, _ = _onnx_scores(tmp_path / "m.onnx", images[:1])
+    np.testing.assert_allclose(one, scores[:1], rtol=1e-4, atol=1e-4)
+
+
+def test_export_command_for_cae(mnist_small, tmp_path):
+    detector = CAEDetector(epochs=1).fit(mnist_small[0][:300])
+    detector.save(tmp_path / "run")
+    main(["-q", "export", str(tmp_path / "run")])
+    images = mnist_small[1][:32]
+    scores, _ = _onnx_scores(tmp_path / "run" / "model.onnx", images)
+    np.testing.assert_allclose(scores, detector.score_samples(images), rtol=1e-4, atol=1e-6)
