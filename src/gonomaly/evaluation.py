@@ -38,5 +38,5 @@ def evaluate(detector, data: DataBundle, model_name: str | None = None) -> Evalu
                "source": data.source,
                **image_metrics(data.test.labels, scores, detector.threshold_, data.test.groups)}
     metrics["threshold_rule"] = str(detector.threshold_rule_)
-    metrics["score"] = detector.score
+    metrics["score"] = getattr(detector, "score", "mse")
     return Evaluation(metrics, scores, data.test.labels, data.test.groups, data.test.ids)

@@ -113,8 +113,9 @@ def test_report_content(built_report):
     for section in ("groups", "scores", "training", "reconstructions", "maps", "mistakes",
                     "generative"):
         assert f'<section id="{section}">' in page
-    # No masks and no generative methods on this GON: those sections say so instead.
-    assert "no ground-truth masks" in page and "no sample() or interpolate()" in page
+    # MNIST-C has no masks: that section says so. The GON samples and interpolates.
+    assert "no ground-truth masks" in page and "no sample() or interpolate()" not in page
+    assert 'src="samples.png"' in page and 'src="interpolations.png"' in page
 
 
 def test_report_is_self_contained(built_report):
@@ -172,7 +173,9 @@ def test_examples_file_matches_the_scores(built_report):
     assert (saved["labels"][ex["false_alarms_idx"]] == 0).all()
     assert (ex["false_alarms_scores"] > threshold).all()
     assert (np.diff(ex["false_alarms_scores"]) <= 0).all()
-    assert not {"samples", "interpolations", "overlay_images"} & set(ex)
+    # The GON samples and interpolates; MNIST-C has no masks, so no overlays.
+    assert ex["samples"].shape == (16, 28, 28) and ex["interpolations"].shape[1:] == (8, 28, 28)
+    assert "overlay_images" not in ex
 
 
 def test_missing_optional_inputs_leave_sections_out(built_report, tmp_path):
