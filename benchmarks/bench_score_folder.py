@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,18 +40,25 @@ def write_folder(folder: Path, digits: np.ndarray, n: int) -> None:
         Image.fromarray(digits[i % len(digits)]).save(sub / f"{i:06d}.png")
 
 
+# A fresh intermediate process per run, so the peak RSS it reports is that run's alone
+# (RUSAGE_CHILDREN keeps the largest child ever waited for). The peak covers the scoring process
+# and its DataLoader workers, the largest of them.
+_MEASURE = """
+import resource, subprocess, sys
+lines = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, check=True).stdout.count(b"\\n")
+print(lines, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
 def score_run(run: Path, folder: Path, workers: int) -> tuple[float, float, int]:
     """Seconds, peak RSS (MB) of the scoring subprocess, lines printed."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "gonomaly.cli", "-q", "score", str(run),
-                             str(folder), "--workers", str(workers)],
+    result = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "gonomaly.cli",
+                             "-q", "score", str(run), str(folder), "--workers", str(workers)],
                             capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print("note: RUSAGE_CHILDREN keeps the largest child so far; run the small folder first")
-    return seconds, peak / 1024, len(result.stdout.splitlines())
+    lines, peak_kb = (int(v) for v in result.stdout.split())
+    return seconds, peak_kb / 1024, lines
 
 
 def main() -> None:

@@ -162,3 +162,20 @@ def test_benchmark_mnist_c_smoke(tmp_path, capsys):
     assert result["runs"][0]["groups"]["stripe"]["n"] == 30 and "pooled" in stdout
     code, _, err = run_cli(capsys, "benchmark", "mnist-c", "--models", "vae")
     assert code == 1 and "--models: unknown vae" in err
+
+
+def test_score_streams_with_workers_in_input_order(run_dir, digit_pngs, tmp_path, capsys):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"{i:03d}.png").write_bytes((digit_pngs / f"digit{i % 5}.png").read_bytes())
+    _, serial, _ = run_cli(capsys, "score", str(run_dir), str(folder), "--workers", "0",
+                           "--batch-size", "7")
+    _, parallel, _ = run_cli(capsys, "score", str(run_dir), str(folder), "--workers", "2",
+                             "--batch-size", "7")
+    assert serial == parallel and len(serial.splitlines()) == 40
+    assert [line.split("\t")[0][-7:] for line in serial.splitlines()] == [f"{i:03d}.png" for i in range(40)]
+    (folder / "020.png").write_bytes(b"broken")
+    code, _, err = run_cli(capsys, "score", str(run_dir), str(folder), "--workers", "2")
+    assert code == 1 and "020.png: cannot read image" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -161,30 +161,40 @@ def evaluate(run_dir, data, json_path, out, report_dir, seed, data_dir):
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader workers decoding files [default: 2 for 1,000 files or more, else 0].")
 @seed_option
 @click.pass_context
-def score(ctx, run_dir, paths, as_json, batch_size, seed):
-    """Score image files or folders of them: one line per image (path, score, label)."""
+def score(ctx, run_dir, paths, as_json, batch_size, workers, seed):
+    """Score image files or folders of them: one line per image (path, score, label).
+
+    Files stream in batches, decoded by worker processes, so memory stays flat for any number."""
+    from functools import partial
+
     from tqdm.auto import tqdm
 
     from gonomaly.data.images import collect_image_paths, read_image
+    from gonomaly.data.streaming import stream_batches
     from gonomaly.detector import ReconstructionDetector
 
     detector = ReconstructionDetector.load(run_dir)
     files = collect_image_paths(list(paths))
-    with tqdm(total=len(files), unit="img", disable=ctx.obj["quiet"] or len(files) < 1000,
-              desc="score") as bar:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start:start + batch_size]
-            images = np.stack([read_image(p, detector.image_shape_) for p in chunk])
+    if workers is None:
+        workers = 2 if len(files) >= 1000 else 0
+    read = partial(read_image, image_shape=detector.image_shape_)
+    show_bar = not ctx.obj["quiet"] and len(files) >= 1000
+    with tqdm(total=len(files), unit="img", disable=not show_bar, desc="score") as bar:
+        for chunk, images in stream_batches(files, read, batch_size, workers):
             scores = detector.score_samples(images)
+            lines = []
             for path, value in zip(chunk, scores):
                 label = int(value > detector.threshold_)
                 if as_json:
-                    line = json.dumps({"path": str(path), "score": float(value), "label": label})
+                    lines.append(json.dumps({"path": str(path), "score": float(value), "label": label}))
                 else:
-                    line = f"{path}\t{value:.6g}\t{'anomalous' if label else 'normal'}"
-                tqdm.write(line) if bar.total >= 1000 and not ctx.obj["quiet"] else click.echo(line)
+                    lines.append(f"{path}\t{value:.6g}\t{'anomalous' if label else 'normal'}")
+            text = "\n".join(lines)
+            tqdm.write(text) if show_bar else click.echo(text)
             bar.update(len(chunk))
 
 
