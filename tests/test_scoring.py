@@ -89,3 +89,11 @@ def test_sample_and_interpolate(trained_gon, mnist_small):
     assert path.shape == (8, 1, 28, 28)
     ends = trained_gon.reconstruct(np.stack([a, b]))
     np.testing.assert_allclose(path[[0, -1]], ends, atol=1e-5)
+
+
+def test_fused_scorer_on_few_normals():
+    rng = np.random.default_rng(0)
+    few = {"a": rng.lognormal(0, 0.5, 30), "b": rng.lognormal(1, 0.2, 30)}
+    assert len(FusedScorer.fit(few).weights) == 1
+    with pytest.raises(Exception, match="at least 4 normal"):
+        FusedScorer.fit({"a": few["a"][:3], "b": few["b"][:3]})

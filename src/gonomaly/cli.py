@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from gonomaly import __version__
-from gonomaly.errors import GonomalyError
+from gonomaly.errors import GonomalyError, TrainingInterrupted
 
 log = logging.getLogger("gonomaly")
 
@@ -54,24 +54,81 @@ def _make_detector(model: str, *, epochs, batch_size, seed, progress, lr=1e-3, l
 
 
 def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed,
-           data_dir):
+           data_dir, *, checkpoints: dict | None = None):
+    """Train and save a run folder, which stays locked against other writers meanwhile.
+
+    ``checkpoints`` ({"every": steps, "minutes": M}, either None) makes SIGINT/SIGTERM write a
+    resumable checkpoint to ``out/resume`` (and periodically, when set): ``train`` uses it."""
     from gonomaly.data import load_data
     from gonomaly.thresholds import ThresholdRule
+    from gonomaly.training import RunLock, refuse_checkpoint
 
     ThresholdRule.parse(threshold)  # fail before loading data, not after training
-    bundle = load_data(data, data_dir, seed=seed)
-    log.info("training %s on %d images of %s", model, len(bundle.train), data)
-    detector = _make_detector(model, epochs=epochs, batch_size=batch_size, lr=lr,
-                              latent_dim=latent_dim, threshold=threshold, score=score, seed=seed,
-                              progress=not ctx.obj["quiet"])
-    detector.fit(bundle.train)
+    with RunLock(out):
+        fit_options = {}
+        if checkpoints is not None:
+            refuse_checkpoint(out)
+            fit_options = dict(
+                checkpoint_dir=out, checkpoint_every=checkpoints["every"],
+                checkpoint_minutes=checkpoints["minutes"],
+                checkpoint_metadata={"data": {"spec": data, "data_dir": data_dir and str(Path(data_dir).resolve())},
+                                     "checkpoint": checkpoints})
+        bundle = load_data(data, data_dir, seed=seed)
+        log.info("training %s on %d images of %s", model, len(bundle.train), data)
+        detector = _make_detector(model, epochs=epochs, batch_size=batch_size, lr=lr,
+                                  latent_dim=latent_dim, threshold=threshold, score=score, seed=seed,
+                                  progress=not ctx.obj["quiet"])
+        detector.fit(bundle.train, **fit_options)
+        _save_run(detector, out, data, bundle)
+    return detector, bundle
+
+
+def _save_run(detector, out, data, bundle) -> None:
     detector.save(out, metadata={"data": {"spec": data, "source": bundle.source,
                                           **bundle.description}})
     stats = detector.training_stats_
     log.info("trained in %.1f s (%.0f images/s); threshold %s = %.6g; saved to %s",
              stats["seconds"], stats["images_per_s"], detector.threshold_rule_,
              detector.threshold_, out)
-    return detector, bundle
+
+
+def _resume(ctx, run_dir: Path, given: dict, data_dir, checkpoints: dict) -> None:
+    """``train --resume``: the options come from the checkpoint; explicit ones must agree."""
+    from gonomaly.data import load_data
+    from gonomaly.detector import ReconstructionDetector
+    from gonomaly.training import RESUME_DIR, RunLock, load_checkpoint
+
+    with RunLock(run_dir):
+        state = load_checkpoint(run_dir)
+        config = state.config
+        metadata = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
+        spec = (metadata.get("data") or {}).get("spec") if isinstance(metadata.get("data"), dict) else None
+        if not isinstance(spec, str):
+            raise GonomalyError(f"{run_dir / RESUME_DIR}: the checkpoint names no data spec (not made "
+                                f"by `gonomaly train`; use ReconstructionDetector.resume)")
+        saved = {"model": config.get("model"), "data": spec, "threshold": config.get("threshold"),
+                 **(config.get("hyperparameters") or {})}
+        for name, value in given.items():
+            if saved.get(name) != value:
+                flag = "--" + name.replace("_", "-")
+                raise GonomalyError(
+                    f"{flag} {value}: conflicts with the checkpoint in {run_dir / RESUME_DIR} "
+                    f"({flag} {saved.get(name, 'not set')}); leave it out to resume")
+        saved_checkpoints = metadata.get("checkpoint") if isinstance(metadata.get("checkpoint"), dict) else {}
+        for key in ("every", "minutes"):
+            if checkpoints[key] is None:
+                checkpoints[key] = saved_checkpoints.get(key)
+        data_dir = data_dir or (metadata.get("data") or {}).get("data_dir")
+        seed = saved.get("seed", 0)
+        bundle = load_data(spec, data_dir, seed=seed)
+        p = state.progress
+        log.info("resuming %s on %d images of %s at epoch %d, step %d (%d steps done)",
+                 config.get("model"), len(bundle.train), spec, p.epoch + 1, p.step, p.global_step)
+        detector = ReconstructionDetector.resume(
+            run_dir, bundle.train, checkpoint_every=checkpoints["every"],
+            checkpoint_minutes=checkpoints["minutes"], progress=not ctx.obj["quiet"],
+            checkpoint_metadata={**metadata, "checkpoint": checkpoints})
+        _save_run(detector, run_dir, spec, bundle)
 
 
 def _train_options(default_model: str | None, default_epochs: int, default_score: str = "mse"):
@@ -100,13 +157,39 @@ def _train_options(default_model: str | None, default_epochs: int, default_score
 
 @cli.command()
 @click.option("--data", "data", default="mnist", show_default=True, help="Data SPEC of the normal training images.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder to write.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder to write (required unless --resume).")
 @_train_options(None, 5)
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Continue the interrupted training in this run folder, with the options saved in "
+                   "its checkpoint (conflicting options are refused).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,
+              help="Also write a resumable checkpoint every N optimizer steps.")
+@click.option("--checkpoint-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Also write a resumable checkpoint every M minutes.")
 @click.pass_context
-def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir):
-    """Train a detector on normal images and save it to a run folder."""
+def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir,
+          resume_dir, checkpoint_every, checkpoint_minutes):
+    """Train a detector on normal images and save it to a run folder.
+
+    Ctrl-C or SIGTERM finishes the current step, writes a checkpoint to RUN_DIR/resume and exits
+    (130 or 143); `gonomaly train --resume RUN_DIR` continues it exactly."""
+    from click.core import ParameterSource
+
+    checkpoints = {"every": checkpoint_every, "minutes": checkpoint_minutes}
+    if resume_dir is not None:
+        if out is not None and out.resolve() != resume_dir.resolve():
+            raise GonomalyError(f"--out {out}: conflicts with --resume {resume_dir} "
+                                f"(a resumed training completes its own run folder)")
+        names = ("model", "data", "epochs", "batch_size", "lr", "latent_dim", "threshold", "score", "seed")
+        given = {name: ctx.params[name] for name in names
+                 if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+        _resume(ctx, resume_dir, given, data_dir, checkpoints)
+        return
+    if out is None:
+        raise click.UsageError("Missing option '--out' (or give --resume RUN_DIR).", ctx=ctx)
     _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed,
-           data_dir)
+           data_dir, checkpoints=checkpoints)
 
 
 def _evaluate_and_save(detector, bundle, out_dir: Path, json_path: Path | None,
@@ -145,12 +228,14 @@ def _slug(text: str) -> str:
               help="Also write the HTML report (index.html and PNG figures) to this folder.")
 @seed_option
 @data_dir_option
-def evaluate(run_dir, data, json_path, out, report_dir, seed, data_dir):
+@click.pass_context
+def evaluate(ctx, run_dir, data, json_path, out, report_dir, seed, data_dir):
     """Score a labelled test set and print the metric table."""
     from gonomaly.data import load_data
     from gonomaly.detector import ReconstructionDetector
 
     detector = ReconstructionDetector.load(run_dir)
+    detector.progress = not ctx.obj["quiet"]
     bundle = load_data(data, data_dir, seed=seed)
     _evaluate_and_save(detector, bundle, out or run_dir / f"eval-{_slug(data)}", json_path,
                        report_dir=report_dir, run_dir=run_dir, seed=seed)
@@ -163,9 +248,11 @@ def evaluate(run_dir, data, json_path, out, report_dir, seed, data_dir):
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="DataLoader workers decoding files [default: 2 for 1,000 files or more, else 0].")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000, show_default=True,
+              help="Refuse larger images, from their header, before decoding them.")
 @seed_option
 @click.pass_context
-def score(ctx, run_dir, paths, as_json, batch_size, workers, seed):
+def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, seed):
     """Score image files or folders of them: one line per image (path, score, label).
 
     Files stream in batches, decoded by worker processes, so memory stays flat for any number."""
@@ -181,7 +268,7 @@ def score(ctx, run_dir, paths, as_json, batch_size, workers, seed):
     files = collect_image_paths(list(paths))
     if workers is None:
         workers = 2 if len(files) >= 1000 else 0
-    read = partial(read_image, image_shape=detector.image_shape_)
+    read = partial(read_image, image_shape=detector.image_shape_, max_pixels=max_pixels)
     show_bar = not ctx.obj["quiet"] and len(files) >= 1000
     with tqdm(total=len(files), unit="img", disable=not show_bar, desc="score") as bar:
         for chunk, images in stream_batches(files, read, batch_size, workers):
@@ -334,6 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
         cli.main(args=args, prog_name="gonomaly", standalone_mode=False)
+    except TrainingInterrupted as exc:
+        click.echo(f"gonomaly: {exc}", err=True)
+        sys.exit(exc.exit_code)
     except GonomalyError as exc:
         if "--debug" in args:
             raise

@@ -7,27 +7,38 @@ above ``threshold_``, which a threshold rule sets from the training errors alone
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import math
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import load as load_numpy
 from safetensors.numpy import save as save_numpy
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from gonomaly import __version__
 from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
-from gonomaly.io import atomic_write_bytes, atomic_write_json, sha256_file
+from gonomaly.io import _json_default
 from gonomaly.models import CAE, ConvGON
 from gonomaly.scoring import SCORES, FusedScorer, LatentGaussian, reconstruction_features
 from gonomaly.thresholds import ThresholdRule
+from gonomaly.training import (
+    MAX_JSON_BYTES, PROGRESS_FILE, RESUME_DIR, STAGING_DIR, Checkpointer, Progress, RunLock,
+    StepInfo, StopSignals, TrainingState, check_tensors, file_identity, interrupted,
+    load_safetensors, parse_json, read_bytes, read_checkpoint_config, refuse_checkpoint,
+    remove_checkpoint, safetensors_header, sha256_bytes, write_run_files,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -62,28 +73,84 @@ class ReconstructionDetector:
         return {}
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, images) -> "ReconstructionDetector":
-        """Train on normal images, then set ``train_errors_`` and ``threshold_``."""
+    def fit(self, images, *, checkpoint_dir: str | Path | None = None,
+            checkpoint_every: int | None = None, checkpoint_minutes: float | None = None,
+            resume: bool = False, checkpoint_metadata: dict[str, Any] | None = None,
+            on_step: Callable[[StepInfo], bool | None] | None = None) -> "ReconstructionDetector":
+        """Train on normal images, then set ``train_errors_`` and ``threshold_``.
+
+        With ``checkpoint_dir`` (a run folder, locked for this process while training) SIGINT
+        and SIGTERM stop training after the current optimizer step and write a resumable
+        checkpoint to ``checkpoint_dir/resume`` before raising ``TrainingInterrupted``; so does
+        an ``on_step`` callback that returns True. ``checkpoint_every`` (steps) and
+        ``checkpoint_minutes`` also write one periodically. ``resume=True`` continues the
+        checkpoint there: the result is bit-identical to an uninterrupted fit.
+        """
         rule = ThresholdRule.parse(self.threshold)
         if self.score not in SCORES:
             raise GonomalyError(f"score '{self.score}': unknown (use {' or '.join(SCORES)})")
         x = torch.from_numpy(as_image_array(images, "training images"))
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise GonomalyError("epochs, batch size and learning rate must be positive")
+        if checkpoint_dir is None and (resume or checkpoint_every or checkpoint_minutes):
+            raise GonomalyError("resume and periodic checkpoints need a checkpoint_dir")
         self.image_shape_ = tuple(int(s) for s in x.shape[1:])
+        self._checkpoint_dir = None  # where save() may remove a finished training's checkpoint
+        checkpoints = None
+        with contextlib.ExitStack() as stack:
+            if checkpoint_dir is not None:
+                stack.enter_context(RunLock(checkpoint_dir))
+                checkpoints = Checkpointer(checkpoint_dir, self._resume_config(x, checkpoint_metadata),
+                                           checkpoint_every, checkpoint_minutes)
+                if not resume:
+                    refuse_checkpoint(checkpoint_dir)
+                self._checkpoint_dir = Path(checkpoint_dir)
+            seconds = self._train_network(x, checkpoints, resume, on_step)
+        n = len(x)
+        self.training_stats_ = {
+            "epochs": self.epochs, "steps": len(self.loss_history_), "n_train": n,
+            "seconds": round(seconds, 3), "images_per_s": round(self.epochs * n / seconds, 1),
+            "final_loss": self.loss_history_[-1],
+        }
+        self._fit_scoring(x.numpy())
+        self._set_threshold(rule)
+        return self
+
+    def _train_network(self, x: torch.Tensor, checkpoints: Checkpointer | None, resume: bool,
+                       on_step) -> float:
+        """The optimisation loop; returns the training seconds (of all sessions when resumed).
+
+        The random calls are those of a plain loop (seed, model init, one ``randperm`` of the
+        batch-order generator per epoch), so checkpoints change nothing; a checkpoint keeps that
+        generator's state from before the current epoch's permutation, which a resumed run
+        recomputes, skipping the steps already done.
+        """
         torch.manual_seed(self.seed)
         self.model_ = self._build_model(self.image_shape_)
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
         order_rng = torch.Generator().manual_seed(self.seed)
         n, steps_per_epoch = len(x), -(-len(x) // self.batch_size)
-        self.loss_history_: list[float] = []
+        done = Progress()
+        if resume:
+            state = checkpoints.load()
+            done = state.restore(self.model_, optimizer, order_rng, checkpoints.run_dir / RESUME_DIR)
+            if not (done.epoch < self.epochs and done.step < steps_per_epoch
+                    or done.epoch == self.epochs and done.step == 0) or \
+                    done.global_step != done.epoch * steps_per_epoch + done.step:
+                raise GonomalyError(f"{checkpoints.run_dir / RESUME_DIR}: progress (epoch "
+                                    f"{done.epoch}, step {done.step}) does not fit this training")
+        self.loss_history_: list[float] = done.loss_history
         self.model_.train()
         start = time.perf_counter()
-        with tqdm(total=self.epochs * n, unit="img", unit_scale=True, disable=not self.progress,
-                  desc=f"train {self.model_name}", dynamic_ncols=True) as bar:
-            for epoch in range(self.epochs):
+        elapsed = lambda: done.elapsed_s + time.perf_counter() - start  # noqa: E731
+        with StopSignals(enabled=checkpoints is not None) as stop, \
+                tqdm(total=self.epochs * n, unit="img", unit_scale=True, disable=not self.progress,
+                     initial=min(done.epoch * n + done.step * self.batch_size, self.epochs * n),
+                     desc=f"train {self.model_name}", dynamic_ncols=True) as bar:
+            for epoch in range(done.epoch, self.epochs):
+                epoch_rng_state = order_rng.get_state()  # before this epoch's permutation
                 order = torch.randperm(n, generator=order_rng)
-                for step in range(steps_per_epoch):
+                for step in range(done.step if epoch == done.epoch else 0, steps_per_epoch):
                     batch = x[order[step * self.batch_size:(step + 1) * self.batch_size]]
                     # Outer loss: per-sample sum over pixels, mean over the batch. Only the
                     # optimiser sees the batch mean; each latent depends on its own image.
@@ -96,16 +163,51 @@ class ReconstructionDetector:
                     bar.update(len(batch))
                     bar.set_postfix(epoch=f"{epoch + 1}/{self.epochs}", loss=f"{value:.3f}",
                                     refresh=False)
-        seconds = time.perf_counter() - start
+                    # The step is complete: only now may a stop request or a checkpoint act.
+                    global_step = len(self.loss_history_)
+                    if on_step is not None and on_step(StepInfo(epoch, step, global_step, value)):
+                        stop.request()
+                    if checkpoints is not None and (stop.requested or checkpoints.due(global_step)):
+                        last = step + 1 == steps_per_epoch
+                        progress = Progress(epoch + last, 0 if last else step + 1, global_step,
+                                            elapsed(), list(self.loss_history_))
+                        checkpoints.save(TrainingState.capture(
+                            self.model_, optimizer, order_rng.get_state() if last else epoch_rng_state,
+                            progress, checkpoints.config))
+                    if stop.requested:
+                        raise interrupted(
+                            stop.signum, checkpoints and checkpoints.run_dir,
+                            f"after epoch {epoch + 1}/{self.epochs}, step {step + 1}/{steps_per_epoch}")
         self.model_.eval()
-        self.training_stats_ = {
-            "epochs": self.epochs, "steps": len(self.loss_history_), "n_train": n,
-            "seconds": round(seconds, 3), "images_per_s": round(self.epochs * n / seconds, 1),
-            "final_loss": self.loss_history_[-1],
-        }
-        self._fit_scoring(x.numpy())
-        self._set_threshold(rule)
-        return self
+        return elapsed()
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "score": self.score, "seed": self.seed, **self._model_hyperparameters()}
+
+    def _resume_config(self, x: torch.Tensor, metadata: dict[str, Any] | None) -> dict[str, Any]:
+        """What a checkpoint must have been made with to be resumed by this fit."""
+        return {"model": self.model_name, "image_shape": list(self.image_shape_),
+                "hyperparameters": self._hyperparameters(), "threshold": self.threshold,
+                "n_train": len(x), "data_sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest(),
+                "metadata": metadata or {}}
+
+    @staticmethod
+    def resume(directory: str | Path, images, *, checkpoint_every: int | None = None,
+               checkpoint_minutes: float | None = None, progress: bool = False,
+               on_step: Callable[[StepInfo], bool | None] | None = None,
+               checkpoint_metadata: dict[str, Any] | None = None) -> "ReconstructionDetector":
+        """Continue the interrupted training in ``directory`` on the same ``images``: the
+        detector's class and hyper-parameters come from the checkpoint (and so does the
+        metadata kept in later checkpoints, unless ``checkpoint_metadata`` replaces it)."""
+        config = read_checkpoint_config(directory)
+        detector = _detector_from_config(config, Path(directory) / RESUME_DIR / PROGRESS_FILE,
+                                         config.get("threshold"))
+        detector.progress = progress
+        return detector.fit(images, checkpoint_dir=directory, resume=True,
+                            checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+                            checkpoint_metadata=checkpoint_metadata or config.get("metadata"),
+                            on_step=on_step)
 
     def fit_scoring(self, images) -> "ReconstructionDetector":
         """Refit the scoring (for the current ``score``) and the threshold on normal images,
@@ -144,8 +246,12 @@ class ReconstructionDetector:
         self.model_.eval()
         if getattr(self.model_, "closed_form", False) is None:
             self.model_.prepare_closed_form()  # once after fit or load: exact and ~3x faster
-        for start in range(0, len(x), SCORE_BATCH_SIZE):
-            yield torch.from_numpy(x[start:start + SCORE_BATCH_SIZE])
+        with tqdm(total=len(x), unit="img", unit_scale=True, desc=f"score {self.model_name}",
+                  disable=not self.progress or len(x) < 5000, dynamic_ncols=True,
+                  leave=False) as bar:
+            for start in range(0, len(x), SCORE_BATCH_SIZE):
+                yield torch.from_numpy(x[start:start + SCORE_BATCH_SIZE])
+                bar.update(min(SCORE_BATCH_SIZE, len(x) - start))
 
     @torch.no_grad()
     def reconstruct(self, images) -> np.ndarray:
@@ -189,121 +295,267 @@ class ReconstructionDetector:
     def save(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write weights (safetensors), config.json, history.json and the training errors.
 
-        Every file is written atomically; config.json, written last, records the weights' hash.
+        config.json, written last, records every other file's sha256. The files are staged in
+        ``.saving/`` and then renamed into place (``gonomaly.training.write_run_files``), so
+        neither a crash nor a concurrent ``load`` ever sees a mix of two saves. The run folder
+        is locked against other writers meanwhile, and a resume checkpoint that ``fit`` left
+        there is removed once the folder is complete.
         """
         self._check_fitted()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.model_.state_dict().items()}
-        atomic_write_bytes(directory / WEIGHTS_FILE, save(state))
-        atomic_write_json(directory / HISTORY_FILE, {"loss": self.loss_history_})
-        import io
+        files = {WEIGHTS_FILE: save(state), HISTORY_FILE: _json_bytes({"loss": self.loss_history_})}
         buffer = io.BytesIO()
         np.save(buffer, self.train_errors_, allow_pickle=False)
-        atomic_write_bytes(directory / TRAIN_ERRORS_FILE, buffer.getvalue())
+        files[TRAIN_ERRORS_FILE] = buffer.getvalue()
         scoring_state = self._scoring_state()
         scoring = {"score": self.score}
         if scoring_state:
-            atomic_write_bytes(directory / SCORING_FILE, save_numpy(scoring_state))
-            scoring["sha256"] = sha256_file(directory / SCORING_FILE)
+            files[SCORING_FILE] = save_numpy(scoring_state)
+            scoring["sha256"] = sha256_bytes(files[SCORING_FILE])
         if self.scorer_ is not None:
             scoring["features"] = self.scorer_.names
         config = {
             "format": CHECKPOINT_FORMAT,
             "model": self.model_name,
             "image_shape": list(self.image_shape_),
-            "hyperparameters": {"epochs": self.epochs, "batch_size": self.batch_size,
-                                "lr": self.lr, "score": self.score, "seed": self.seed,
-                                **self._model_hyperparameters()},
+            "hyperparameters": self._hyperparameters(),
             "threshold": {"rule": str(self.threshold_rule_), "value": self.threshold_,
                           "train_errors": ThresholdRule.statistics(self.train_errors_)},
             "training": self.training_stats_,
             "scoring": scoring,
-            "weights_sha256": sha256_file(directory / WEIGHTS_FILE),
+            "weights_sha256": sha256_bytes(files[WEIGHTS_FILE]),
+            "history_sha256": sha256_bytes(files[HISTORY_FILE]),
+            "train_errors_sha256": sha256_bytes(files[TRAIN_ERRORS_FILE]),
             "versions": {"gonomaly": __version__, "torch": torch.__version__,
                          "numpy": np.__version__, "python": platform.python_version()},
             **(metadata or {}),
         }
-        atomic_write_json(directory / CONFIG_FILE, config)
+        files[CONFIG_FILE] = _json_bytes(config)
+        with RunLock(directory):
+            write_run_files(directory, files)
+            checkpoint_dir = getattr(self, "_checkpoint_dir", None)
+            if checkpoint_dir is not None and checkpoint_dir.resolve() == directory.resolve():
+                remove_checkpoint(directory)  # the training is complete
         return directory
 
     @staticmethod
     def load(directory: str | Path) -> "ReconstructionDetector":
-        """Load any detector saved by ``save``; refuses a modified or mismatched checkpoint."""
-        directory = Path(directory)
-        config = read_config(directory)
-        cls = DETECTORS.get(config.get("model"))
-        if cls is None:
-            raise GonomalyError(f"{directory / CONFIG_FILE}: unknown model '{config.get('model')}'")
-        try:
-            params = dict(config["hyperparameters"])
-            image_shape = tuple(int(s) for s in config["image_shape"])
-            threshold = config["threshold"]
-            detector = cls(**params, threshold=threshold["rule"])
-            expected_hash = config["weights_sha256"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise GonomalyError(f"{directory / CONFIG_FILE}: invalid configuration ({exc})") from None
-        weights = directory / WEIGHTS_FILE
-        if not weights.is_file():
-            raise GonomalyError(f"{weights}: weights file missing")
-        if sha256_file(weights) != expected_hash:
-            raise GonomalyError(f"{weights}: sha256 does not match config.json (modified or truncated)")
-        try:
-            state = load_file(weights)
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise GonomalyError(f"{weights}: cannot read safetensors ({exc})") from None
-        detector.image_shape_ = image_shape
-        detector.model_ = detector._build_model(image_shape)
-        expected = {k: tuple(v.shape) for k, v in detector.model_.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in state.items()}
-        if expected != found:
-            diff = sorted(set(expected.items()) ^ set(found.items()))[:3]
-            raise GonomalyError(f"{weights}: tensors do not match the configured model (e.g. {diff})")
-        detector.model_.load_state_dict(state)
-        detector.model_.eval()
-        errors_path = directory / TRAIN_ERRORS_FILE
-        try:
-            detector.train_errors_ = np.load(errors_path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise GonomalyError(f"{errors_path}: cannot read training errors ({exc})") from None
-        detector._load_scoring_state(directory, config.get("scoring", {}))
-        detector.threshold_rule_ = ThresholdRule.parse(threshold["rule"])
-        detector.threshold_ = float(threshold["value"])
-        detector.training_stats_ = config.get("training", {})
-        history = directory / HISTORY_FILE
-        detector.loss_history_ = json.loads(history.read_text())["loss"] if history.is_file() else []
-        return detector
+        """Load any detector saved by ``save``; refuses a modified or mismatched checkpoint.
 
+        Every file is checked against the sha256 that config.json records, and every tensor's
+        name, dtype and shape against the configured model, before anything is allocated.
+        Files that disagree because a writer is replacing them right now (a newer config.json,
+        or a complete staged set in ``.saving/``) are read again, so a concurrent ``save`` never
+        breaks a load; nothing is ever unpickled.
+        """
+        directory = Path(directory)
+        for attempt in range(LOAD_ATTEMPTS):
+            try:
+                return _load_run(directory)
+            except _FilesChanged as exc:
+                staged = directory / STAGING_DIR
+                if (staged / CONFIG_FILE).is_file():  # a save is being published, or crashed doing so
+                    try:
+                        return _load_run(staged)
+                    except GonomalyError:
+                        pass
+                elif file_identity(directory / CONFIG_FILE) == exc.config_id:
+                    raise GonomalyError(str(exc)) from None  # no writer: the folder is broken
+                problem = str(exc)
+                time.sleep(0.02 * (attempt + 1))
+        raise GonomalyError(f"{problem} (still changing after {LOAD_ATTEMPTS} reads)")
 
     def _scoring_state(self) -> dict[str, np.ndarray]:
         return self.scorer_.state() if self.scorer_ is not None else {}
 
-    def _load_scoring_state(self, directory: Path, scoring: dict) -> None:
+    def _feature_names(self) -> list[str]:
+        """The names ``features`` returns (checked against a loaded fused score)."""
+        x = torch.zeros(1, 1, 8, 8)
+        return list(reconstruction_features(x, x))
+
+    def _load_scoring_state(self, directory: Path, scoring: dict, arrays: dict[str, np.ndarray]) -> None:
         self.scorer_ = None
-        self._scoring_arrays = {}
+        self._scoring_arrays = arrays
         path = directory / SCORING_FILE
-        if "sha256" in scoring:
-            if not path.is_file() or sha256_file(path) != scoring["sha256"]:
-                raise GonomalyError(f"{path}: missing, or sha256 does not match config.json")
-            try:
-                self._scoring_arrays = load_numpy(path)
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise GonomalyError(f"{path}: cannot read safetensors ({exc})") from None
         if self.score == "fused":
+            names = scoring.get("features")
             try:
-                self.scorer_ = FusedScorer.from_state(self._scoring_arrays, scoring["features"])
-            except (KeyError, ValueError, np.linalg.LinAlgError) as exc:
+                if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+                    raise ValueError("feature names missing")
+                w, m, c = (np.asarray(arrays[k]) for k in ("fused.weights", "fused.means", "fused.covariances"))
+                k, f = len(w), len(names)
+                if not (w.shape == (k,) and k >= 1 and m.shape == (k, f) and c.shape == (k, f, f)
+                        and all(np.isfinite(a).all() for a in (w, m, c)) and (w > 0).all()):
+                    raise ValueError("shapes or values do not fit the feature names")
+                unknown = set(names) - set(self._feature_names())
+                if unknown:
+                    raise ValueError(f"unknown features {sorted(unknown)[:3]}")
+                self.scorer_ = FusedScorer.from_state(arrays, names)
+            except (KeyError, ValueError, TypeError, np.linalg.LinAlgError) as exc:
                 raise GonomalyError(f"{path}: invalid fused-score state ({exc})") from None
+
+
+class _FilesChanged(GonomalyError):
+    """A run folder's file disagrees with config.json (or is missing): either the folder is
+    broken, or a writer is replacing it right now."""
+
+    def __init__(self, message: str, config_id):
+        super().__init__(message)
+        self.config_id = config_id
+
+
+LOAD_ATTEMPTS = 10
+MAX_SIDE = 16384
+_INT_HYPERPARAMETERS = {"epochs": 10**7, "batch_size": 10**7, "latent_dim": 1 << 16, "width": 1 << 16}
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode("utf-8")
+
+
+def _detector_from_config(config: dict[str, Any], path: Path,
+                          threshold: Any = None) -> "ReconstructionDetector":
+    """A detector from a saved configuration, every field type- and range-checked."""
+    name = config.get("model")
+    cls = DETECTORS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise GonomalyError(f"{path}: unknown model '{str(name)[:80]}'")
+    params = config.get("hyperparameters")
+    if not isinstance(params, dict):
+        raise GonomalyError(f"{path}: invalid configuration (hyperparameters is not an object)")
+    for key, value in params.items():
+        if key in _INT_HYPERPARAMETERS:
+            ok = type(value) is int and 1 <= value <= _INT_HYPERPARAMETERS[key]
+        elif key == "seed":
+            ok = type(value) is int and abs(value) < 2**63
+        elif key == "lr":
+            ok = type(value) in (int, float) and math.isfinite(value) and value > 0
+        elif key == "score":
+            ok = value in SCORES
+        else:
+            ok = False
+        if not ok:
+            raise GonomalyError(f"{path}: invalid configuration (hyperparameter {str(key)[:40]} = "
+                                f"{str(value)[:40]!s})")
+    rule = threshold if threshold is not None else "mean-std:2"
+    if not isinstance(rule, str):
+        raise GonomalyError(f"{path}: invalid configuration (threshold rule is not a string)")
+    try:
+        ThresholdRule.parse(rule)
+        return cls(**params, threshold=rule)
+    except (GonomalyError, TypeError) as exc:
+        raise GonomalyError(f"{path}: invalid configuration ({exc})") from None
+
+
+def _image_shape(config: dict[str, Any], path: Path) -> tuple[int, int, int]:
+    shape = config.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(s) is int for s in shape)
+            and shape[0] in (1, 3) and all(1 <= s <= MAX_SIDE for s in shape[1:])):
+        raise GonomalyError(f"{path}: invalid configuration (image_shape {str(shape)[:60]})")
+    return tuple(shape)
+
+
+def _build(detector: "ReconstructionDetector", image_shape, path: Path, device=None) -> torch.nn.Module:
+    try:
+        with torch.device(device) if device else contextlib.nullcontext():
+            return detector._build_model(image_shape)
+    except (ValueError, RuntimeError) as exc:
+        raise GonomalyError(f"{path}: the configured model cannot be built ({exc})") from None
+
+
+def _load_run(folder: Path) -> "ReconstructionDetector":
+    """Load the run files in ``folder`` (a run folder, or its staged ``.saving`` set)."""
+    config_path = folder / CONFIG_FILE
+    config_id = file_identity(config_path)
+    config = read_config(folder)
+
+    def verified(name: str, digest: Any, what: str) -> bytes:
+        path = folder / name
+        if digest is not None and not isinstance(digest, str):
+            raise GonomalyError(f"{config_path}: invalid configuration (sha256 of {name})")
+        if not path.is_file():
+            raise _FilesChanged(f"{path}: {what} missing", config_id)
+        data = read_bytes(path, what)
+        if digest is not None and sha256_bytes(data) != digest:
+            raise _FilesChanged(f"{path}: sha256 does not match config.json (modified or truncated)",
+                                config_id)
+        return data
+
+    threshold = config.get("threshold")
+    if not (isinstance(threshold, dict) and isinstance(threshold.get("rule"), str)
+            and type(threshold.get("value")) in (int, float) and math.isfinite(threshold["value"])):
+        raise GonomalyError(f"{config_path}: invalid configuration (threshold)")
+    detector = _detector_from_config(config, config_path, threshold["rule"])
+    image_shape = _image_shape(config, config_path)
+    scoring = config.get("scoring", {})
+    if not isinstance(scoring, dict) or "weights_sha256" not in config:
+        raise GonomalyError(f"{config_path}: invalid configuration (scoring or weights_sha256)")
+    weights = folder / WEIGHTS_FILE
+    data = verified(WEIGHTS_FILE, config["weights_sha256"], "weights file")
+    skeleton = _build(detector, image_shape, config_path, device="meta")  # shapes, no memory
+    check_tensors(safetensors_header(data, weights), skeleton.state_dict(), weights,
+                  "the configured model")
+    state = load_safetensors(data, weights)
+    detector.image_shape_ = image_shape
+    detector.model_ = _build(detector, image_shape, config_path)
+    detector.model_.load_state_dict(state)
+    detector.model_.eval()
+    errors_path = folder / TRAIN_ERRORS_FILE
+    detector.train_errors_ = _read_train_errors(
+        verified(TRAIN_ERRORS_FILE, config.get("train_errors_sha256"), "training errors"), errors_path)
+    arrays = {}
+    if "sha256" in scoring:
+        path = folder / SCORING_FILE
+        blob = verified(SCORING_FILE, scoring["sha256"], "scoring state")
+        safetensors_header(blob, path)
+        try:
+            arrays = load_numpy(blob)
+        except (SafetensorError, ValueError, TypeError) as exc:
+            raise GonomalyError(f"{path}: cannot read safetensors ({exc})") from None
+    detector._load_scoring_state(folder, scoring, arrays)
+    detector.threshold_rule_ = ThresholdRule.parse(threshold["rule"])
+    detector.threshold_ = float(threshold["value"])
+    training = config.get("training", {})
+    detector.training_stats_ = training if isinstance(training, dict) else {}
+    history = folder / HISTORY_FILE
+    detector.loss_history_ = []
+    if "history_sha256" in config or history.is_file():
+        doc = parse_json(verified(HISTORY_FILE, config.get("history_sha256"), "loss history"), history)
+        loss = doc.get("loss") if isinstance(doc, dict) else None
+        if not (isinstance(loss, list) and all(type(v) in (int, float) for v in loss)):
+            raise GonomalyError(f"{history}: invalid loss history")
+        detector.loss_history_ = [float(v) for v in loss]
+    return detector
+
+
+def _read_train_errors(data: bytes, path: Path) -> np.ndarray:
+    """A 1-D float array from .npy bytes; the header is checked against the size first."""
+    buffer = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buffer)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"unsupported .npy version {version}")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(buffer)
+        if dtype.hasobject or dtype.kind != "f" or len(shape) != 1 or not 1 <= shape[0]:
+            raise ValueError(f"expected a 1-D float array, found {dtype} {shape}")
+        if shape[0] * dtype.itemsize != len(data) - buffer.tell():
+            raise ValueError(f"header says {shape[0]} values, the file holds {len(data) - buffer.tell()} bytes")
+        errors = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float64)
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser (tokenize, ast) raises many types
+        raise GonomalyError(f"{path}: cannot read training errors ({' '.join(str(exc).split())[:200]})") from None
+    if not np.isfinite(errors).all():
+        raise GonomalyError(f"{path}: training errors contain NaN or inf")
+    return errors
 
 
 def read_config(directory: Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise GonomalyError(f"{path}: not found (is {directory} a gonomaly run folder?)")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GonomalyError(f"{path}: not valid JSON ({exc})") from None
+    config = parse_json(read_bytes(path, "configuration", MAX_JSON_BYTES), path)
     if not isinstance(config, dict) or config.get("format") != CHECKPOINT_FORMAT:
         raise GonomalyError(f"{path}: not a {CHECKPOINT_FORMAT} configuration")
     return config
@@ -374,11 +626,23 @@ class GONDetector(ReconstructionDetector):
     def _scoring_state(self) -> dict[str, np.ndarray]:
         return {**super()._scoring_state(), **self.latent_gaussian_.state("latent.")}
 
-    def _load_scoring_state(self, directory: Path, scoring: dict) -> None:
-        super()._load_scoring_state(directory, scoring)
-        if "latent.mean" not in self._scoring_arrays:
+    def _feature_names(self) -> list[str]:
+        return super()._feature_names() + ["origin_distance", "latent_norm", "latent_distance"]
+
+    def _load_scoring_state(self, directory: Path, scoring: dict, arrays: dict[str, np.ndarray]) -> None:
+        super()._load_scoring_state(directory, scoring, arrays)
+        mean, covariance = arrays.get("latent.mean"), arrays.get("latent.covariance")
+        d = self.latent_dim
+        if mean is None or covariance is None:
             raise GonomalyError(f"{directory / SCORING_FILE}: the GON's latent Gaussian is missing")
-        self.latent_gaussian_ = LatentGaussian.from_state(self._scoring_arrays, "latent.")
+        if mean.shape != (d,) or covariance.shape != (d, d) or not (
+                np.isfinite(mean).all() and np.isfinite(covariance).all()):
+            raise GonomalyError(f"{directory / SCORING_FILE}: the latent Gaussian does not fit "
+                                f"latent_dim {d}")
+        try:
+            self.latent_gaussian_ = LatentGaussian.from_state(arrays, "latent.")
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            raise GonomalyError(f"{directory / SCORING_FILE}: invalid latent Gaussian ({exc})") from None
 
 
 class CAEDetector(ReconstructionDetector):

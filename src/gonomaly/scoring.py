@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.mixture import GaussianMixture
 
+from gonomaly.errors import GonomalyError
+
 SCORES = ("mse", "fused")
 SSIM_WINDOW = 7
 _EPS = 1e-6
@@ -101,9 +103,12 @@ class FusedScorer:
     def fit(cls, features: dict[str, np.ndarray], seed: int = 0) -> "FusedScorer":
         names = sorted(features)
         data = cls._matrix(features, names)
+        if len(data) < 2 * len(names):
+            raise GonomalyError(f"the fused score needs at least {2 * len(names)} normal training "
+                                f"images, got {len(data)}")
         best = None
         for k in cls.COMPONENTS:
-            if len(data) < 20 * k * len(names):
+            if k > 1 and len(data) < 20 * k * len(names):
                 break  # too few normal images to fit that many components
             mixture = GaussianMixture(k, covariance_type="full", reg_covar=1e-4,
                                       random_state=seed, n_init=1).fit(data)
