@@ -6,18 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import run_cli
 from gonomaly.cli import main
-
-
-def run_cli(capsys, *args):
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

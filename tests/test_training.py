@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from gonomaly import GONDetector, GonomalyError, ReconstructionDetector
-from gonomaly.cli import main
+from cli_helpers import run_cli
 from gonomaly.errors import TrainingInterrupted
 from gonomaly.training import (
     NEW_RESUME_DIR, OLD_RESUME_DIR, RESUME_DIR, RunLock, has_checkpoint, load_checkpoint,
@@ -345,15 +345,6 @@ def interrupted_run(train256, tmp_path):
     return run
 
 
-def run_cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
-
-
 def test_resume_refuses_conflicts_and_tampering(interrupted_run, train256, tmp_path, capsys):
     run = interrupted_run
     for args, message in [
@@ -363,10 +354,10 @@ def test_resume_refuses_conflicts_and_tampering(interrupted_run, train256, tmp_p
         (["--latent-dim", "100"], "--latent-dim 100: conflicts"),
         (["--out", str(tmp_path / "elsewhere")], "conflicts with --resume"),
     ]:
-        code, err = run_cli(capsys, "train", "--resume", str(run), *args)
+        code, _, err = run_cli(capsys, "train", "--resume", str(run), *args)
         assert code == 1 and message in err, (args, err)
         assert len(err.strip().splitlines()) == 1
-    code, err = run_cli(capsys, "train", "--out", str(run), "--data", SPEC)
+    code, _, err = run_cli(capsys, "train", "--out", str(run), "--data", SPEC)
     assert code == 1 and "holds the checkpoint of an interrupted training" in err
     with pytest.raises(GonomalyError, match="made with hyperparameters"):
         GONDetector(latent_dim=9, width=8, epochs=2, batch_size=32).fit(
@@ -394,10 +385,10 @@ def test_resume_refuses_conflicts_and_tampering(interrupted_run, train256, tmp_p
 
 
 def test_resume_by_the_cli_of_a_library_checkpoint(interrupted_run, capsys):
-    code, err = run_cli(capsys, "train", "--resume", str(interrupted_run))
+    code, _, err = run_cli(capsys, "train", "--resume", str(interrupted_run))
     assert code == 0, err
     assert sorted(os.listdir(interrupted_run)) == RUN_FILES
-    code, err = run_cli(capsys, "train", "--resume", str(interrupted_run))
+    code, _, err = run_cli(capsys, "train", "--resume", str(interrupted_run))
     assert code == 1 and "no checkpoint to resume" in err
 
 

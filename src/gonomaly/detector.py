@@ -376,7 +376,6 @@ class ReconstructionDetector:
 
     def _load_scoring_state(self, directory: Path, scoring: dict, arrays: dict[str, np.ndarray]) -> None:
         self.scorer_ = None
-        self._scoring_arrays = arrays
         path = directory / SCORING_FILE
         if self.score == "fused":
             names = scoring.get("features")
@@ -597,8 +596,8 @@ class GONDetector(ReconstructionDetector):
     def _batch_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.model_.encode(batch)
         features = reconstruction_features(batch, self.model_.decode(z))
-        origin = self.model_.decode(torch.zeros(1, self.latent_dim))
-        features["origin_distance"] = (batch - origin).pow(2).flatten(1).mean(1)
+        origin = self.model_.closed_form.image  # F(0), prepared once by _batches
+        features["origin_distance"] = (batch.flatten(1) - origin).pow(2).mean(1)
         features["latent_norm"] = z.norm(dim=1)
         features["latent_distance"] = torch.from_numpy(self.latent_gaussian_.mahalanobis(z.numpy()))
         return features
