@@ -2,7 +2,11 @@
 
 __version__ = "0.1.0"
 
-from gonomaly.detector import CAEDetector, GONDetector, ReconstructionDetector  # noqa: E402
+from gonomaly.detector import (  # noqa: E402
+    CAEDetector, GONDetector, ImplicitGONDetector, ReconstructionDetector, VAEDetector,
+    VariationalGONDetector,
+)
 from gonomaly.errors import GonomalyError  # noqa: E402
 
-__all__ = ["CAEDetector", "GONDetector", "GonomalyError", "ReconstructionDetector", "__version__"]
+__all__ = ["CAEDetector", "GONDetector", "GonomalyError", "ImplicitGONDetector", "ReconstructionDetector",
+           "VAEDetector", "VariationalGONDetector", "__version__"]

@@ -41,14 +41,18 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     _configure_logging(quiet)
 
 
-def _make_detector(model: str, *, epochs, batch_size, seed, progress, lr=1e-3, latent_dim=100,
+MODELS = ["gon", "cae", "implicit-gon", "variational-gon", "vae"]  # detector.DETECTORS' keys
+
+
+def _make_detector(model: str, *, epochs, batch_size, seed, progress, lr=None, latent_dim=None,
                    threshold="mean-std:2", score="mse"):
-    from gonomaly.detector import DETECTORS, GONDetector
+    """A detector of ``model``; ``lr`` and ``latent_dim`` None take the model's defaults."""
+    from gonomaly.detector import DETECTORS, LatentDetector
 
     cls = DETECTORS[model]
     kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, threshold=threshold, score=score,
                   seed=seed, progress=progress)
-    if cls is GONDetector:
+    if issubclass(cls, LatentDetector) and latent_dim is not None:
         kwargs["latent_dim"] = latent_dim
     return cls(**kwargs)
 
@@ -134,13 +138,14 @@ def _resume(ctx, run_dir: Path, given: dict, data_dir, checkpoints: dict) -> Non
 def _train_options(default_model: str | None, default_epochs: int, default_score: str = "mse"):
     def decorate(function):
         options = [
-            click.option("--model", type=click.Choice(["gon", "cae"]), default=default_model or "gon",
+            click.option("--model", type=click.Choice(MODELS), default=default_model or "gon",
                          show_default=True, help="Detector model."),
             click.option("--epochs", type=click.IntRange(min=1), default=default_epochs, show_default=True),
             click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
-            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
-            click.option("--latent-dim", type=click.IntRange(min=1), default=100, show_default=True,
-                         help="GON latent size."),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Adam's learning rate [default: 1e-3; implicit-gon 1e-4]."),
+            click.option("--latent-dim", type=click.IntRange(min=1), default=None,
+                         help="Latent size [default: 100; implicit-gon 32]."),
             click.option("--threshold", default="mean-std:2", show_default=True,
                          help="mean-std:K | quantile:Q | value:X, from the training errors."),
             click.option("--score", type=click.Choice(["mse", "fused"]), default=default_score,

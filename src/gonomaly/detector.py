@@ -30,7 +30,7 @@ from gonomaly import __version__
 from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
 from gonomaly.io import _json_default
-from gonomaly.models import CAE, ConvGON
+from gonomaly.models import CAE, VAE, ConvGON, ImplicitGON, VariationalGON
 from gonomaly.scoring import SCORES, FusedScorer, LatentGaussian, reconstruction_features
 from gonomaly.thresholds import ThresholdRule
 from gonomaly.training import (
@@ -53,14 +53,15 @@ class ReconstructionDetector:
     """Shared training, scoring, thresholding and checkpointing. Subclasses name the model."""
 
     model_name: ClassVar[str]
+    default_lr: ClassVar[float] = 1e-3
 
-    def __init__(self, *, epochs: int = 5, batch_size: int = 128, lr: float = 1e-3,
+    def __init__(self, *, epochs: int = 5, batch_size: int = 128, lr: float | None = None,
                  threshold: str = "mean-std:2", score: str = "mse", seed: int = 0,
                  progress: bool = False):
         self.epochs = epochs
         self.score = score
         self.batch_size = batch_size
-        self.lr = lr
+        self.lr = self.default_lr if lr is None else lr
         self.threshold = threshold
         self.seed = seed
         self.progress = progress
@@ -254,8 +255,15 @@ class ReconstructionDetector:
                 bar.update(min(SCORE_BATCH_SIZE, len(x) - start))
 
     @torch.no_grad()
-    def reconstruct(self, images) -> np.ndarray:
-        """Reconstructions (N, C, H, W) in [0, 1]."""
+    def reconstruct(self, images, size: int | tuple[int, int] | None = None) -> np.ndarray:
+        """Reconstructions (N, C, H, W) in [0, 1]. Only the implicit GON renders at another
+        ``size``; the others refuse it rather than resample."""
+        self._check_fitted()
+        wanted = None if size is None else tuple((size, size) if isinstance(size, int) else size)
+        if wanted is not None and wanted != tuple(self.image_shape_[1:]):
+            raise GonomalyError(f"{self.model_name}: renders only at its training size "
+                                f"{self.image_shape_[1]}x{self.image_shape_[2]}, not {size} "
+                                f"(the implicit GON renders at any size)")
         return np.concatenate([self.model_(b).numpy() for b in self._batches(images, "images")])
 
     @torch.no_grad()
@@ -406,7 +414,9 @@ class _FilesChanged(GonomalyError):
 
 LOAD_ATTEMPTS = 10
 MAX_SIDE = 16384
-_INT_HYPERPARAMETERS = {"epochs": 10**7, "batch_size": 10**7, "latent_dim": 1 << 16, "width": 1 << 16}
+_INT_HYPERPARAMETERS = {"epochs": 10**7, "batch_size": 10**7, "latent_dim": 1 << 16, "width": 1 << 16,
+                        "fourier_features": 16}
+_INT_MINIMUM = {"fourier_features": 0}  # 0: raw coordinates
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -425,7 +435,7 @@ def _detector_from_config(config: dict[str, Any], path: Path,
         raise GonomalyError(f"{path}: invalid configuration (hyperparameters is not an object)")
     for key, value in params.items():
         if key in _INT_HYPERPARAMETERS:
-            ok = type(value) is int and 1 <= value <= _INT_HYPERPARAMETERS[key]
+            ok = type(value) is int and _INT_MINIMUM.get(key, 1) <= value <= _INT_HYPERPARAMETERS[key]
         elif key == "seed":
             ok = type(value) is int and abs(value) < 2**63
         elif key == "lr":
@@ -560,33 +570,36 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-class GONDetector(ReconstructionDetector):
-    """Convolutional GON: latent by the gradient-origin step, never F(0).
+class LatentDetector(ReconstructionDetector):
+    """A detector whose model encodes every image to a latent vector (the GONs and the VAE).
 
-    Beyond the pixel error, a GON offers its latent and its origin image F(0): ``score="fused"``
-    adds the latent's Mahalanobis distance and norm and the image's distance to F(0) to the
-    fused features. A Gaussian fitted to the training latents also gives ``sample(n)``.
+    Beyond the pixel error it offers the latent: ``score="fused"`` adds the latent's
+    Mahalanobis distance and norm under a Gaussian fitted to the training latents, which also
+    gives ``sample(n)``; ``interpolate(a, b, steps)`` decodes a spherical interpolation.
     """
 
-    model_name = "gon"
+    model_class: ClassVar[type[torch.nn.Module]]
+    default_latent_dim: ClassVar[int] = 100
+    default_width: ClassVar[int] = 64
+    sample_from_prior: ClassVar[bool] = False  # the variational models sample N(0, I)
 
-    def __init__(self, *, latent_dim: int = 100, width: int = 64, epochs: int = 5,
-                 batch_size: int = 128, lr: float = 1e-3, threshold: str = "mean-std:2",
+    def __init__(self, *, latent_dim: int | None = None, width: int | None = None, epochs: int = 5,
+                 batch_size: int = 128, lr: float | None = None, threshold: str = "mean-std:2",
                  score: str = "mse", seed: int = 0, progress: bool = False):
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, threshold=threshold,
                          score=score, seed=seed, progress=progress)
-        self.latent_dim = latent_dim
-        self.width = width
+        self.latent_dim = self.default_latent_dim if latent_dim is None else latent_dim
+        self.width = self.default_width if width is None else width
 
     def _build_model(self, image_shape):
-        return ConvGON(image_shape, self.latent_dim, self.width)
+        return self.model_class(image_shape, self.latent_dim, self.width)
 
     def _model_hyperparameters(self):
         return {"latent_dim": self.latent_dim, "width": self.width}
 
     @torch.no_grad()
     def encode(self, images) -> np.ndarray:
-        """Gradient-origin latents (N, latent_dim)."""
+        """Latents (N, latent_dim): gradient-origin latents (GON), posterior means (VGON, VAE)."""
         return np.concatenate([self.model_.encode(b).numpy() for b in self._batches(images, "images")])
 
     def _fit_scoring(self, train: np.ndarray) -> None:
@@ -596,19 +609,23 @@ class GONDetector(ReconstructionDetector):
     def _batch_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.model_.encode(batch)
         features = reconstruction_features(batch, self.model_.decode(z))
-        origin = self.model_.closed_form.image  # F(0), prepared once by _batches
-        features["origin_distance"] = (batch.flatten(1) - origin).pow(2).mean(1)
+        features.update(self._origin_features(batch))
         features["latent_norm"] = z.norm(dim=1)
         features["latent_distance"] = torch.from_numpy(self.latent_gaussian_.mahalanobis(z.numpy()))
         return features
 
+    def _origin_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """n new images decoded from the Gaussian fitted to the training latents."""
+        """n new images decoded from random latents: from the Gaussian fitted to the training
+        latents, or for the variational models from their prior N(0, I). Same seed, same images."""
         self._check_fitted()
         rng = np.random.default_rng(self.seed if seed is None else seed)
-        z = torch.from_numpy(self.latent_gaussian_.sample(n, rng).astype(np.float32))
-        return self.model_.decode(z).numpy()
+        z = (rng.standard_normal((n, self.latent_dim)) if self.sample_from_prior
+             else self.latent_gaussian_.sample(n, rng))
+        return self.model_.eval().decode(torch.from_numpy(z.astype(np.float32))).numpy()
 
     @torch.no_grad()
     def interpolate(self, a, b, steps: int = 8) -> np.ndarray:
@@ -626,7 +643,8 @@ class GONDetector(ReconstructionDetector):
         return {**super()._scoring_state(), **self.latent_gaussian_.state("latent.")}
 
     def _feature_names(self) -> list[str]:
-        return super()._feature_names() + ["origin_distance", "latent_norm", "latent_distance"]
+        return super()._feature_names() + list(self._origin_features(torch.zeros(0))) + [
+            "latent_norm", "latent_distance"]
 
     def _load_scoring_state(self, directory: Path, scoring: dict, arrays: dict[str, np.ndarray]) -> None:
         super()._load_scoring_state(directory, scoring, arrays)
@@ -644,6 +662,74 @@ class GONDetector(ReconstructionDetector):
             raise GonomalyError(f"{directory / SCORING_FILE}: invalid latent Gaussian ({exc})") from None
 
 
+class GONDetector(LatentDetector):
+    """Convolutional GON: latent by the gradient-origin step, never F(0).
+
+    Beyond the pixel error, a GON offers its latent and its origin image F(0): ``score="fused"``
+    adds the latent's Mahalanobis distance and norm and the image's distance to F(0) to the
+    fused features. A Gaussian fitted to the training latents also gives ``sample(n)``.
+    """
+
+    model_name = "gon"
+    model_class = ConvGON
+
+    def _origin_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        if batch.numel() == 0:  # names only
+            return {"origin_distance": batch}
+        origin = self.model_.closed_form.image  # F(0) (F(mu(0)) for the VGON), prepared by _batches
+        return {"origin_distance": (batch.flatten(1) - origin).pow(2).mean(1)}
+
+
+class ImplicitGONDetector(GONDetector):
+    """The implicit GON: a SIREN over pixel coordinates (latent 32 and width 256 by default, as
+    in the original, and its learning rate 1e-4: at 1e-3 the sine network barely learns).
+    ``reconstruct(images, size=56)`` renders the latents on another grid.
+    ``fourier_features=K`` encodes the coordinates with K octaves of sines and cosines."""
+
+    model_name = "implicit-gon"
+    model_class = ImplicitGON
+    default_latent_dim = 32
+    default_width = 256
+    default_lr = 1e-4
+
+    def __init__(self, *, fourier_features: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.fourier_features = fourier_features
+
+    def _build_model(self, image_shape):
+        return ImplicitGON(image_shape, self.latent_dim, self.width, self.fourier_features)
+
+    def _model_hyperparameters(self):
+        return {**super()._model_hyperparameters(), "fourier_features": self.fourier_features}
+
+    @torch.no_grad()
+    def reconstruct(self, images, size: int | tuple[int, int] | None = None) -> np.ndarray:
+        """Reconstructions (N, C, size, size) in [0, 1]: the latent of each image rendered on a
+        size x size grid (the input's own by default)."""
+        return np.concatenate([self.model_.decode(self.model_.encode(b), size).numpy()
+                               for b in self._batches(images, "images")])
+
+
+class VariationalGONDetector(GONDetector):
+    """The variational GON (see ``gonomaly.models.variational.VariationalGON``): trained with a
+    reparameterised sample and a KL term, scored through the posterior mean (deterministic);
+    ``sample(n)`` decodes draws from the prior N(0, I)."""
+
+    model_name = "variational-gon"
+    model_class = VariationalGON
+    sample_from_prior = True
+
+
+class VAEDetector(LatentDetector):
+    """A conventional VAE (separate encoder and decoder) sized like the variational GON: the
+    baseline the GON paper contrasts with. Scored through the posterior mean."""
+
+    model_name = "vae"
+    model_class = VAE
+    default_width = 40
+    sample_from_prior = True
+
+
 class CAEDetector(ReconstructionDetector):
     """The seed's convolutional autoencoder, behind the same interface."""
 
@@ -653,4 +739,6 @@ class CAEDetector(ReconstructionDetector):
         return CAE(image_shape)
 
 
-DETECTORS: dict[str, type[ReconstructionDetector]] = {"gon": GONDetector, "cae": CAEDetector}
+DETECTORS: dict[str, type[ReconstructionDetector]] = {
+    "gon": GONDetector, "cae": CAEDetector, "implicit-gon": ImplicitGONDetector,
+    "variational-gon": VariationalGONDetector, "vae": VAEDetector}

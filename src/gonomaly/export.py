@@ -79,6 +79,8 @@ class ExportedScorer(nn.Module):
 def export_onnx(detector, path: str | Path) -> Path:
     """Write the scorer as an ONNX graph with a dynamic batch dimension."""
     detector._check_fitted()
+    if detector.model_name not in ("gon", "cae"):  # the graph above is the conv GON's or the CAE's
+        raise GonomalyError(f"ONNX export supports the gon and cae models, not {detector.model_name}")
     scorer = ExportedScorer(detector).eval()
     example = torch.rand(2, *detector.image_shape_)
     import io

@@ -81,49 +81,93 @@ def origin_linearisation(decoder: nn.Module, latent_dim: int) -> tuple[torch.Ten
 
 
 class OriginLinearisation(nn.Module):
-    """F(0) and J = dF/dz at 0, for the closed-form gradient-origin encoder.
+    """F(0), J = dF/dz at 0 and the inner penalty's gradient at 0, for the closed-form encoder.
 
     With the per-sample squared error, the gradient at the origin is linear in x:
-    z = -J^T dL/dx_hat (F(0), x) = 2 J^T (x - F(0)). Both are fixed once the weights are, so
-    inference encodes with one matrix product instead of a forward and a backward pass. The
-    buffers are not persistent: they are recomputed from the weights, never loaded.
+    z = -J^T dL/dx_hat (F(0), x) - dP/dz0 = 2 J^T (x - F(0)) - dP/dz0, where P is the part of the
+    inner loss that does not see x (zero for the plain GONs, the variational GON's KL term). All
+    three are fixed once the weights are, so inference encodes with one matrix product instead of
+    a forward and a backward pass. The buffers are not persistent: they are recomputed from the
+    weights, never loaded.
     """
 
-    def __init__(self, decoder: nn.Module, latent_dim: int):
+    def __init__(self, model: "GradientOriginNetwork"):
         super().__init__()
-        image, jacobian = origin_linearisation(decoder, latent_dim)
+        image, jacobian, offset = model.origin_terms()
         self.register_buffer("image", image.detach(), persistent=False)
         self.register_buffer("jacobian", jacobian.detach(), persistent=False)
+        self.register_buffer("offset", offset.detach(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 2 * (x.flatten(1) - self.image) @ self.jacobian
+        return 2 * (x.flatten(1) - self.image) @ self.jacobian - self.offset
 
 
-class ConvGON(nn.Module):
-    """Encoder and decoder in one network, through the gradient-origin step."""
+class GradientOriginNetwork(nn.Module):
+    """Encoder and decoder in one network, through the gradient-origin step.
 
-    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100, width: int = 64):
+    Shared by every GON: a subclass sets ``self.decoder`` (F: latent -> image on the training
+    grid) and may override ``inner_decoder`` / ``inner_penalty`` (the inner loss is
+    ||inner_decoder(z0) - x||^2 + inner_penalty(z0) per sample) and ``latent`` (what the decoder
+    takes, from the gradient-origin latent: itself, or the variational GON's posterior mean).
+    """
+
+    latent_dim: int
+    decoder: nn.Module
+
+    def __init__(self, latent_dim: int):
         super().__init__()
         self.latent_dim = latent_dim
-        self.decoder = ConvGONDecoder(image_shape, latent_dim, width)
         self.closed_form: OriginLinearisation | None = None
 
-    def prepare_closed_form(self) -> "ConvGON":
-        """Precompute F(0) and J for inference; training mode drops them (they go stale)."""
-        self.closed_form = OriginLinearisation(self.decoder, self.latent_dim)
+    # -- the inner loss ---------------------------------------------------------------------
+    def inner_decoder(self, z0: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z0)
+
+    def inner_penalty(self, z0: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample inner-loss term that does not depend on x (None: there is none)."""
+        return None
+
+    def latent(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def origin_terms(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """F(0) (P,), J (P, Z) and dP/dz0 at 0 (Z,), differentiable in the weights."""
+        image, jacobian = origin_linearisation(self.inner_decoder, self.latent_dim)
+        origin = torch.zeros(1, self.latent_dim, requires_grad=True)
+        penalty = self.inner_penalty(origin)
+        if penalty is None:
+            return image, jacobian, torch.zeros(self.latent_dim)
+        (offset,) = torch.autograd.grad(penalty.sum(), origin, create_graph=True)
+        return image, jacobian, offset[0]
+
+    # -- encoding ------------------------------------------------------------------------------
+    def prepare_closed_form(self) -> "GradientOriginNetwork":
+        """Precompute the closed form for inference; training mode drops it (it goes stale)."""
+        with torch.enable_grad():
+            self.closed_form = OriginLinearisation(self)
         return self
 
-    def train(self, mode: bool = True) -> "ConvGON":
+    def train(self, mode: bool = True) -> "GradientOriginNetwork":
         if mode:
             self.closed_form = None
         return super().train(mode)
 
-    def encode(self, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-        """The gradient-origin latent: closed form when prepared and no graph is needed (it is
-        exact there), else autograd, which training needs to back-propagate through the step."""
+    def gradient_latent(self, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        """z = -grad of the inner loss at z0 = 0: closed form when prepared and no graph is
+        needed (it is exact there), else autograd, which the reference training step needs."""
         if self.closed_form is not None and not create_graph:
             return self.closed_form(x)
-        return gradient_origin_latent(self.decoder, x, self.latent_dim, create_graph)
+        if self.inner_penalty(torch.zeros(1, self.latent_dim)) is None:
+            return gradient_origin_latent(self.inner_decoder, x, self.latent_dim, create_graph)
+        with torch.enable_grad():
+            z0 = torch.zeros(x.shape[0], self.latent_dim, dtype=x.dtype, requires_grad=True)
+            inner = (self.inner_decoder(z0) - x).pow(2).sum() + self.inner_penalty(z0).sum()
+            (grad,) = torch.autograd.grad(inner, z0, create_graph=create_graph)
+        return -grad
+
+    def encode(self, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        """The latent the decoder takes, deterministic (the posterior mean for the VGON)."""
+        return self.latent(self.gradient_latent(x, create_graph))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
@@ -132,18 +176,28 @@ class ConvGON(nn.Module):
         """Reconstruction: always through the encoding, never F(0)."""
         return self.decode(self.encode(x, create_graph=self.training and torch.is_grad_enabled()))
 
+    def closed_form_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """The gradient-origin latent of a training batch, in closed form, z = 2 J^T (x - F(0))
+        - dP/dz0, with F(0), J and dP/dz0 evaluated once per batch and differentiable in the
+        weights: the same latent and the same weight gradients as autograd with
+        create_graph=True (the definition, which the tests compare against), at a cost that
+        does not grow with the batch size."""
+        image, jacobian, offset = self.origin_terms()
+        return 2 * (x.flatten(1) - image) @ jacobian - offset
+
     def training_loss(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-sample squared error summed over pixels, back-propagating through the gradient
-        step. The step is computed in its closed form, z = 2 J^T (x - F(0)), with F(0) and J
-        evaluated once per batch and differentiable in the weights: the same latent and the same
-        weight gradients as autograd with create_graph=True (``autograd_training_loss``, the
-        definition, which the tests compare against), at a cost that does not grow with the
-        batch size."""
-        image, jacobian = origin_linearisation(self.decoder, self.latent_dim)
-        z = 2 * (x.flatten(1) - image) @ jacobian
-        return (self.decode(z) - x).pow(2).flatten(1).sum(1)
+        """Per-sample squared error summed over pixels, back-propagating through the step."""
+        return (self.decode(self.latent(self.closed_form_latent(x))) - x).pow(2).flatten(1).sum(1)
 
     def autograd_training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The training loss by definition: the inner gradient by autograd, create_graph=True."""
         x_hat = self.decode(self.encode(x, create_graph=True))
         return (x_hat - x).pow(2).flatten(1).sum(1)
+
+
+class ConvGON(GradientOriginNetwork):
+    """The convolutional GON: F is ``ConvGONDecoder``."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100, width: int = 64):
+        super().__init__(latent_dim)
+        self.decoder = ConvGONDecoder(image_shape, latent_dim, width)
