@@ -150,8 +150,8 @@ def test_benchmark_mnist_c_smoke(tmp_path, capsys):
     result = json.loads(json_path.read_text())
     assert [r["score"] for r in result["runs"]] == ["mse", "fused"]
     assert result["runs"][0]["groups"]["stripe"]["n"] == 30 and "pooled" in stdout
-    code, _, err = run_cli(capsys, "benchmark", "mnist-c", "--models", "vae")
-    assert code == 1 and "--models: unknown vae" in err
+    code, _, err = run_cli(capsys, "benchmark", "mnist-c", "--models", "vit")
+    assert code == 1 and "--models: unknown vit" in err
 
 
 def test_score_streams_with_workers_in_input_order(run_dir, digit_pngs, tmp_path, capsys):

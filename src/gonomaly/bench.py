@@ -32,20 +32,27 @@ def mnist_c_benchmark(models: list[str], scores: list[str], epochs: int, batch_s
                                  progress=progress)
         t0 = time.perf_counter()
         detector.fit(data.train)
-        train_seconds = time.perf_counter() - t0
-        for score in scores:
-            variant = copy.copy(detector)
-            variant.score = score
-            t1 = time.perf_counter()
-            variant.fit_scoring(data.train)
-            evaluation = evaluate(variant, data, model_name=model)
-            metrics = evaluation.metrics
-            metrics.update(score=score, train_seconds=round(train_seconds, 1),
-                           score_seconds=round(time.perf_counter() - t1, 1))
-            results["runs"].append(metrics)
-            click.echo(format_run(metrics))
+        results["runs"] += score_variants(detector, data, model, scores, time.perf_counter() - t0)
     results["seconds"] = round(time.perf_counter() - start, 1)
     return results
+
+
+def score_variants(detector, data, model: str, scores: list[str], train_seconds: float,
+                   echo: bool = True) -> list[dict]:
+    """Evaluate one trained network under each score (refitting only the scoring)."""
+    runs = []
+    for score in scores:
+        variant = copy.copy(detector)
+        variant.score = score
+        t1 = time.perf_counter()
+        variant.fit_scoring(data.train)
+        metrics = evaluate(variant, data, model_name=model).metrics
+        metrics.update(score=score, train_seconds=round(train_seconds, 1),
+                       score_seconds=round(time.perf_counter() - t1, 1))
+        runs.append(metrics)
+        if echo:
+            click.echo(format_run(metrics))
+    return runs
 
 
 def format_run(metrics: dict) -> str:
@@ -59,4 +66,70 @@ def format_run(metrics: dict) -> str:
     lines.append(f"pooled: clean passed {c['tn']}/{c['tn'] + c['fp']}, corrupted flagged "
                  f"{c['tp']}/{c['tp'] + c['fn']}, AUROC {metrics['image_auroc']:.4f}, "
                  f"AUPR {metrics['image_aupr']:.4f}")
+    return "\n".join(lines)
+
+
+def models_benchmark(models: list[str], scores: list[str], epochs: int, batch_size: int, seed: int,
+                     n_train: int | None, n_test: int, one_class_n_train: int | None,
+                     one_class_n_test: int, digits: list[int], data_dir, make_detector,
+                     progress: bool) -> dict:
+    """``gonomaly benchmark models``: every model on the MNIST-C protocol (parameters, training
+    seconds per epoch, reconstruction MSE of the clean test digits, AUROC per score) and on
+    one-class MNIST (train on one digit's training images, the other nine digits of the test
+    set are the anomalies; AUROC of the score ``scores[0]`` per digit and on average)."""
+    start = time.perf_counter()
+    spec = f"mnist-c:n_test={n_test}" + (f",n_train={n_train}" if n_train else "")
+    data = load_data(spec, data_dir, seed=seed)
+    clean = data.test.images[data.test.labels == 0]
+    results = {"protocol": {"mnist_c": spec, "source": data.source, "n_train": len(data.train),
+                            "n_test": len(data.test), "epochs": epochs, "batch_size": batch_size,
+                            "seed": seed, "scores": scores, "one_class_n_train": one_class_n_train,
+                            "one_class_n_test": one_class_n_test, "digits": digits},
+               "models": {}}
+    for model in models:
+        detector = make_detector(model, epochs=epochs, batch_size=batch_size, seed=seed,
+                                 progress=progress)
+        t0 = time.perf_counter()
+        detector.fit(data.train)
+        train_seconds = time.perf_counter() - t0
+        runs = score_variants(detector, data, model, scores, train_seconds, echo=False)
+        row = {"parameters": sum(p.numel() for p in detector.model_.parameters()),
+               "seconds_per_epoch": round(train_seconds / epochs, 1),
+               "clean_mse": float(((detector.reconstruct(clean) - clean) ** 2).mean()),
+               "mnist_c_auroc": {r["score"]: r["image_auroc"] for r in runs}, "one_class_auroc": {}}
+        results["models"][model] = row
+        log.info("%s: %s", model, {k: v for k, v in row.items() if k != "one_class_auroc"})
+        for digit in digits:
+            one_class = load_data(f"mnist:classes={digit},n_test={one_class_n_test}" +
+                                  (f",n_train={one_class_n_train}" if one_class_n_train else ""),
+                                  data_dir, seed=seed)
+            detector = make_detector(model, epochs=epochs, batch_size=batch_size, seed=seed,
+                                     score=scores[0], progress=progress)
+            detector.fit(one_class.train)
+            row["one_class_auroc"][digit] = evaluate(detector, one_class).metrics["image_auroc"]
+        if digits:
+            row["one_class_mean"] = float(sum(row["one_class_auroc"].values()) / len(digits))
+        log.info("%s: one-class AUROC %s", model, row["one_class_auroc"])
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    click.echo(format_models(results))
+    return results
+
+
+def format_models(results: dict) -> str:
+    """The comparison as Markdown tables (the README shows them)."""
+    p, scores = results["protocol"], results["protocol"]["scores"]
+    lines = ["| model | parameters | training s / epoch | clean test MSE | "
+             + " | ".join(f"MNIST-C AUROC ({s})" for s in scores) + f" | one-class AUROC ({scores[0]}, mean) |",
+             "| --- " * (5 + len(scores)) + "|"]
+    for model, row in results["models"].items():
+        mean = row.get("one_class_mean")
+        lines.append(f"| {model} | {row['parameters']:,} | {row['seconds_per_epoch']:.1f} | "
+                     f"{row['clean_mse']:.4f} | " + " | ".join(f"{row['mnist_c_auroc'][s]:.4f}" for s in scores)
+                     + f" | {'-' if mean is None else f'{mean:.4f}'} |")
+    if p["digits"]:
+        lines += ["", "| model | " + " | ".join(str(d) for d in p["digits"]) + " | mean |",
+                  "| --- " * (len(p["digits"]) + 2) + "|"]
+        for model, row in results["models"].items():
+            lines.append(f"| {model} | " + " | ".join(f"{row['one_class_auroc'][d]:.3f}" for d in p["digits"])
+                         + f" | {row['one_class_mean']:.3f} |")
     return "\n".join(lines)

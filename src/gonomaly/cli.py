@@ -389,10 +389,24 @@ def benchmark():
     """End-to-end benchmarks on real data."""
 
 
+def _model_and_score_lists(models: str, scores: str) -> tuple[list[str], list[str]]:
+    from gonomaly.detector import DETECTORS
+    from gonomaly.scoring import SCORES
+
+    model_list = [m.strip() for m in models.split(",") if m.strip()]
+    score_list = [s.strip() for s in scores.split(",") if s.strip()]
+    for value, known, what in ((model_list, DETECTORS, "--models"), (score_list, SCORES, "--scores")):
+        unknown = [v for v in value if v not in known]
+        if unknown or not value:
+            raise GonomalyError(f"{what}: unknown {', '.join(unknown) or 'empty list'} "
+                                f"(known: {', '.join(known)})")
+    return model_list, score_list
+
+
 @benchmark.command("mnist-c")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--models", default="gon,cae", show_default=True, help="Comma-separated: gon, cae.")
+@click.option("--models", default="gon,cae", show_default=True, help=f"Comma-separated: {', '.join(MODELS)}.")
 @click.option("--scores", default="mse,fused", show_default=True, help="Comma-separated: mse, fused.")
 @click.option("--data", "data", default="mnist-c", show_default=True,
               help="The protocol's SPEC (the seed's 14 corruptions, 2,000 test digits).")
@@ -404,19 +418,53 @@ def benchmark_mnist_c(ctx, epochs, batch_size, models, scores, data, json_path, 
     """The seed's MNIST-C protocol for each model and score: per corruption n, flagged, AUROC;
     pooled confusion, AUROC, AUPR; times."""
     from gonomaly.bench import mnist_c_benchmark
-    from gonomaly.detector import DETECTORS
     from gonomaly.io import atomic_write_json
-    from gonomaly.scoring import SCORES
 
-    model_list = [m.strip() for m in models.split(",") if m.strip()]
-    score_list = [s.strip() for s in scores.split(",") if s.strip()]
-    for value, known, what in ((model_list, DETECTORS, "--models"), (score_list, SCORES, "--scores")):
-        unknown = [v for v in value if v not in known]
-        if unknown or not value:
-            raise GonomalyError(f"{what}: unknown {', '.join(unknown) or 'empty list'} "
-                                f"(known: {', '.join(known)})")
+    model_list, score_list = _model_and_score_lists(models, scores)
     results = mnist_c_benchmark(model_list, score_list, epochs, batch_size, seed, data, data_dir,
                                 _make_detector, progress=not ctx.obj["quiet"])
+    if json_path is not None:
+        atomic_write_json(json_path, results)
+    log.info("benchmark finished in %.0f s", results["seconds"])
+
+
+@benchmark.command("models")
+@click.option("--models", default=",".join(MODELS), show_default=True, help="Comma-separated.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--scores", default="mse", show_default=True,
+              help="Comma-separated: mse, fused (MNIST-C; the first one also for one-class).")
+@click.option("--n-train", type=click.IntRange(min=1), default=None,
+              help="MNIST-C training digits [default: all 60,000].")
+@click.option("--n-test", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="MNIST-C test digits per corruption.")
+@click.option("--one-class-n-train", type=click.IntRange(min=1), default=None,
+              help="One-class: training images of the normal digit [default: all, ~6,000].")
+@click.option("--one-class-n-test", type=click.IntRange(min=1), default=10000, show_default=True,
+              help="One-class: the first N test digits.")
+@click.option("--digits", default="0,1,2,3,4,5,6,7,8,9", show_default=True,
+              help="One-class: the normal digits to run ('' for none).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@seed_option
+@data_dir_option
+@click.pass_context
+def benchmark_models(ctx, models, epochs, batch_size, scores, n_train, n_test, one_class_n_train,
+                     one_class_n_test, digits, json_path, seed, data_dir):
+    """Every model side by side: parameters, training time per epoch, reconstruction MSE of
+    clean test digits, MNIST-C AUROC and one-class MNIST AUROC per digit."""
+    from gonomaly.bench import models_benchmark
+    from gonomaly.io import atomic_write_json
+
+    model_list, score_list = _model_and_score_lists(models, scores)
+    try:
+        digit_list = sorted({int(d) for d in digits.split(",") if d.strip()})
+    except ValueError:
+        raise GonomalyError(f"--digits {digits}: digits such as 0,1,2") from None
+    if not all(0 <= d <= 9 for d in digit_list):
+        raise GonomalyError(f"--digits {digits}: digits lie in 0-9")
+    results = models_benchmark(model_list, score_list, epochs, batch_size, seed, n_train, n_test,
+                               one_class_n_train, one_class_n_test, digit_list, data_dir,
+                               _make_detector, progress=not ctx.obj["quiet"])
     if json_path is not None:
         atomic_write_json(json_path, results)
     log.info("benchmark finished in %.0f s", results["seconds"])

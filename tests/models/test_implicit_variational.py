@@ -9,6 +9,7 @@ import torch
 from gonomaly import (GONDetector, GonomalyError, ImplicitGONDetector, ReconstructionDetector,
                       VAEDetector, VariationalGONDetector)
 from gonomaly.errors import TrainingInterrupted
+from gonomaly.export import export_onnx
 from gonomaly.models import ImplicitGON, VariationalGON
 from gonomaly.models import implicit as implicit_module
 from gonomaly.models.implicit import W0
@@ -91,7 +92,7 @@ def test_implicit_renders_at_any_resolution_and_in_colour(mnist_small, monkeypat
         torch.testing.assert_close(model.decode(z, size=64), whole, rtol=0, atol=1e-6)
 
 
-def test_reconstruct_at_twice_the_resolution(mnist_small):
+def test_reconstruct_at_twice_the_resolution(mnist_small, tmp_path):
     detector = ImplicitGONDetector(latent_dim=8, width=32, epochs=1, batch_size=64).fit(mnist_small[0][:128])
     x = mnist_small[1][:5]
     native, double = detector.reconstruct(x), detector.reconstruct(x, size=56)
@@ -101,6 +102,8 @@ def test_reconstruct_at_twice_the_resolution(mnist_small):
     # to the 28-pixel rendering (the grids differ by under half a coarse pixel).
     pooled = double.reshape(5, 1, 28, 2, 28, 2).mean((3, 5))
     assert np.abs(pooled - native).mean() < 0.5 * np.abs(native - native.mean()).mean()
+    with pytest.raises(GonomalyError, match="ONNX export supports the gon and cae models"):
+        export_onnx(detector, tmp_path / "model.onnx")  # its graph is not the conv GON's
     with pytest.raises(GonomalyError, match="training size 28x28"):
         GONDetector(latent_dim=8, width=8, epochs=1).fit(mnist_small[0][:64]).reconstruct(x, size=56)
 
