@@ -582,6 +582,7 @@ class LatentDetector(ReconstructionDetector):
     default_latent_dim: ClassVar[int] = 100
     default_width: ClassVar[int] = 64
     sample_from_prior: ClassVar[bool] = False  # the variational models sample N(0, I)
+    origin_feature_names: ClassVar[list[str]] = []
 
     def __init__(self, *, latent_dim: int | None = None, width: int | None = None, epochs: int = 5,
                  batch_size: int = 128, lr: float | None = None, threshold: str = "mean-std:2",
@@ -643,8 +644,7 @@ class LatentDetector(ReconstructionDetector):
         return {**super()._scoring_state(), **self.latent_gaussian_.state("latent.")}
 
     def _feature_names(self) -> list[str]:
-        return super()._feature_names() + list(self._origin_features(torch.zeros(0))) + [
-            "latent_norm", "latent_distance"]
+        return super()._feature_names() + self.origin_feature_names + ["latent_norm", "latent_distance"]
 
     def _load_scoring_state(self, directory: Path, scoring: dict, arrays: dict[str, np.ndarray]) -> None:
         super()._load_scoring_state(directory, scoring, arrays)
@@ -672,10 +672,9 @@ class GONDetector(LatentDetector):
 
     model_name = "gon"
     model_class = ConvGON
+    origin_feature_names = ["origin_distance"]
 
     def _origin_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        if batch.numel() == 0:  # names only
-            return {"origin_distance": batch}
         origin = self.model_.closed_form.image  # F(0) (F(mu(0)) for the VGON), prepared by _batches
         return {"origin_distance": (batch.flatten(1) - origin).pow(2).mean(1)}
 
@@ -706,6 +705,10 @@ class ImplicitGONDetector(GONDetector):
     def reconstruct(self, images, size: int | tuple[int, int] | None = None) -> np.ndarray:
         """Reconstructions (N, C, size, size) in [0, 1]: the latent of each image rendered on a
         size x size grid (the input's own by default)."""
+        sides = (size, size) if isinstance(size, int) else size
+        if size is not None and not (len(sides) == 2 and all(
+                type(v) is int and 1 <= v <= MAX_SIDE for v in sides)):
+            raise GonomalyError(f"size {size}: expected a side or (height, width) in 1-{MAX_SIDE}")
         return np.concatenate([self.model_.decode(self.model_.encode(b), size).numpy()
                                for b in self._batches(images, "images")])
 
