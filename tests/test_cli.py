@@ -102,7 +102,7 @@ def test_real_process_exit_code_and_debug_traceback(tmp_path):
 
 
 def test_usage_error_is_nonzero(capsys):
-    code, _, err = run_cli(capsys, "train", "--model", "vae", "--out", "x")
+    code, _, err = run_cli(capsys, "train", "--model", "vit", "--out", "x")
     assert code == 2 and "Invalid value" in err
 
 
