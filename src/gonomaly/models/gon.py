@@ -139,9 +139,13 @@ class ConvGON(nn.Module):
         weight gradients as autograd with create_graph=True (``autograd_training_loss``, the
         definition, which the tests compare against), at a cost that does not grow with the
         batch size."""
+        return (self.training_reconstruction(x) - x).pow(2).flatten(1).sum(1)
+
+    def training_reconstruction(self, x: torch.Tensor) -> torch.Tensor:
+        """x_hat through the closed-form gradient step, differentiable in the weights (for
+        ``training_loss`` and for training losses beyond the squared error)."""
         image, jacobian = origin_linearisation(self.decoder, self.latent_dim)
-        z = 2 * (x.flatten(1) - image) @ jacobian
-        return (self.decode(z) - x).pow(2).flatten(1).sum(1)
+        return self.decode(2 * (x.flatten(1) - image) @ jacobian)
 
     def autograd_training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The training loss by definition: the inner gradient by autograd, create_graph=True."""
