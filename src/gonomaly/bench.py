@@ -68,10 +68,13 @@ def format_run(metrics: dict) -> str:
 
 def mvtec_benchmark(root: str, categories: list[str] | None, image_size: int, models: list[str],
                     epochs: int, batch_size: int, seed: int, make_detector, progress: bool,
-                    figures: Path | None = None, augment: str = "", **options) -> dict:
+                    figures: Path | None = None, augment: str = "", variants: list[dict] | None = None,
+                    **options) -> dict:
     """One model per category and model kind: train on train/good, score the test set; image
     AUROC, pixel AUROC, AUPRO, the confusion at the threshold and the training time per row.
-    ``augment="auto"`` takes each category's allowed flips and rotations."""
+    ``augment="auto"`` takes each category's allowed flips and rotations. ``variants`` (dicts
+    of ``error_map``, ``sigma``, ``score``) score one trained network several ways, one row
+    each, with the threshold refitted on the training images."""
     from gonomaly.data.mvtec import bundle_from_layout, category_folders, scan_category
     from gonomaly.errors import GonomalyError
 
@@ -96,13 +99,21 @@ def mvtec_benchmark(root: str, categories: list[str] | None, image_size: int, mo
             t0 = time.perf_counter()
             detector.fit(bundle.train)
             train_seconds = time.perf_counter() - t0
-            metrics = evaluate(detector, bundle, model_name=model).metrics
-            metrics.update(category=folder.name, train_seconds=round(train_seconds, 1),
-                           augment=chosen, n_train=len(bundle.train))
-            results["runs"].append(metrics)
-            if figures is not None:
-                metrics["figure"] = str(_mvtec_figure(detector, bundle, figures / f"mvtec_{folder.name}_{model}.png"))
-            click.echo(format_mvtec_row(metrics, header=len(results["runs"]) == 1))
+            for variant in variants or [{}]:
+                scored = copy.copy(detector)
+                if variant:
+                    for key, value in variant.items():
+                        setattr(scored, key, value)
+                    scored.fit_scoring(bundle.train)
+                metrics = evaluate(scored, bundle, model_name=model).metrics
+                metrics.update(category=folder.name, train_seconds=round(train_seconds, 1),
+                               augment=chosen, n_train=len(bundle.train), error_map=scored.error_map,
+                               sigma=scored.sigma, top_k=scored.top_k)
+                results["runs"].append(metrics)
+                if figures is not None:
+                    name = f"mvtec_{folder.name}_{model}_{scored.error_map}_s{scored.sigma:g}_{scored.score}.png"
+                    metrics["figure"] = str(_mvtec_figure(scored, bundle, figures / name))
+                click.echo(format_mvtec_row(metrics, header=len(results["runs"]) == 1))
     results["seconds"] = round(time.perf_counter() - start, 1)
     return results
 
@@ -112,9 +123,10 @@ def format_mvtec_row(m: dict, header: bool = False) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     c = m["confusion"]
-    row = (f"{m['category']:<12}{m['model']:<6}{fmt(m['image_auroc']):>8}{fmt(m.get('pixel_auroc')):>8}"
+    row = (f"{m['category']:<12}{m['model']:<6}{m['error_map'] + '/' + format(m['sigma'], 'g') + '/' + m['score']:<15}"
+           f"{fmt(m['image_auroc']):>8}{fmt(m.get('pixel_auroc')):>8}"
            f"{fmt(m.get('aupro')):>8}{c['tn']:>5}{c['fp']:>5}{c['fn']:>5}{c['tp']:>5}{m['train_seconds']:>9.1f}")
-    head = (f"{'category':<12}{'model':<6}{'img AUC':>8}{'pix AUC':>8}{'AUPRO':>8}{'tn':>5}{'fp':>5}"
+    head = (f"{'category':<12}{'model':<6}{'map/sigma/score':<15}{'img AUC':>8}{'pix AUC':>8}{'AUPRO':>8}{'tn':>5}{'fp':>5}"
             f"{'fn':>5}{'tp':>5}{'train s':>9}")
     return f"{head}\n{row}" if header else row
 

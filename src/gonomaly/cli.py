@@ -455,6 +455,24 @@ def _choices(text: str, known, what: str) -> list[str]:
     return values
 
 
+def _variants(text: str | None) -> list[dict] | None:
+    if text is None:
+        return None
+    variants = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        parts = item.split("/")
+        try:
+            error_map, sigma, score = parts
+            variant = {"error_map": error_map, "sigma": float(sigma), "score": score}
+        except ValueError:
+            raise GonomalyError(f"--variants: '{item}' is not MAP/SIGMA/SCORE (e.g. ssim/4/topk)") from None
+        if error_map not in ERROR_MAPS or score not in SCORES or not 0 <= variant["sigma"] <= 64:
+            raise GonomalyError(f"--variants: '{item}': map in {', '.join(ERROR_MAPS)}, sigma in "
+                                f"[0, 64], score in {', '.join(SCORES)}")
+        variants.append(variant)
+    return variants or None
+
+
 def _options(options: list):
     def decorate(function):
         for option in reversed(options):
@@ -506,11 +524,14 @@ def benchmark_mnist_c(ctx, epochs, batch_size, models, scores, data, json_path, 
 @click.option("--score", type=click.Choice(list(SCORES)), default="mse", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results here, and a figure per category and model beside it.")
+@click.option("--variants", default=None,
+              help="Score each trained network several ways: comma-separated MAP/SIGMA/SCORE, e.g. "
+                   "l2/0/mse,ssim/4/topk [default: --error-map/--sigma/--score].")
 @_options(image_options)
 @seed_option
 @click.pass_context
 def benchmark_mvtec(ctx, root, categories, models, epochs, batch_size, latent_dim, score, json_path,
-                    seed, image_size, **options):
+                    variants, seed, image_size, **options):
     """One model per MVTec AD category: image AUROC, pixel AUROC, AUPRO, the confusion at the
     threshold and the training time per category and model."""
     from gonomaly.bench import mvtec_benchmark
@@ -523,7 +544,8 @@ def benchmark_mvtec(ctx, root, categories, models, epochs, batch_size, latent_di
                               image_size or 64, model_list, epochs, batch_size, seed, _make_detector,
                               progress=not ctx.obj["quiet"],
                               figures=json_path.parent if json_path is not None else None,
-                              latent_dim=latent_dim, score=score, **options)
+                              latent_dim=latent_dim, score=score, variants=_variants(variants),
+                              **options)
     if json_path is not None:
         atomic_write_json(json_path, results)
     log.info("benchmark finished in %.0f s", results["seconds"])
