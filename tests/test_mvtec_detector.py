@@ -136,3 +136,20 @@ def test_cae_detector_round_trips_width(tmp_path, small_cae):
     small_cae.save(tmp_path / "cae")
     loaded = ReconstructionDetector.load(tmp_path / "cae")
     assert (loaded.latent_dim, loaded.width) == (12, 8)
+
+
+def test_augmented_training_resumes_bit_identically(mnist_small, tmp_path):
+    from gonomaly.errors import TrainingInterrupted
+
+    x = mnist_small[0][:128]
+    options = dict(latent_dim=16, width=16, epochs=2, batch_size=32, seed=3, augment="hflip,rot90")
+    reference = GONDetector(**options).fit(x)
+    plain = GONDetector(**{**options, "augment": ""}).fit(x)
+    assert reference.loss_history_ != plain.loss_history_  # the augmentation is applied
+    with pytest.raises(TrainingInterrupted):
+        GONDetector(**options).fit(x, checkpoint_dir=tmp_path / "run",
+                                   on_step=lambda info: info.global_step == 5)
+    resumed = ReconstructionDetector.resume(tmp_path / "run", x)
+    assert resumed.loss_history_ == reference.loss_history_
+    for name, tensor in reference.model_.state_dict().items():
+        assert torch.equal(tensor, resumed.model_.state_dict()[name]), name

@@ -317,8 +317,10 @@ class ReconstructionDetector:
 
     @torch.no_grad()
     def score_samples(self, images) -> np.ndarray:
-        """Per-image anomaly score, higher is more anomalous: the reconstruction MSE, or with
-        ``score="fused"`` the negative log density of the image's features among normals."""
+        """Per-image anomaly score, higher is more anomalous: the mean of the error map (the
+        reconstruction MSE with the default l2 map), the maximum (``max``) or the mean of the
+        ``top_k`` largest pixels (``topk``) of the smoothed map, or with ``score="fused"`` the
+        negative log density of the image's features among normals."""
         if self.score == "fused":
             return self.scorer_.score(self.features(images))
         errors = [map_score(*self._maps(b), self.score, self.top_k).numpy()
