@@ -143,3 +143,21 @@ def test_real_bottle_counts_and_masks():
         fraction = (np.asarray(full) > 127).mean()
     first = list(test.ids).index(str(BOTTLE / "test/broken_large/000.png"))
     assert abs(test.masks[first].mean() - fraction) < 0.02  # nearest-neighbour keeps the area
+
+
+def test_cli_trains_one_model_per_category(tmp_path, rng, capsys):
+    from cli_helpers import run_cli
+
+    make_category(tmp_path / "mv" / "a", rng)
+    make_category(tmp_path / "mv" / "b", rng, grey=True)
+    out = tmp_path / "runs"
+    code, _, err = run_cli(capsys, "-q", "train", "--model", "cae", "--data", f"mvtec:{tmp_path / 'mv'}",
+                           "--image-size", "32", "--epochs", "1", "--width", "4", "--latent-dim", "4",
+                           "--out", str(out))
+    assert code == 0, err
+    import json
+
+    shapes = {d.name: json.loads((d / "config.json").read_text())["image_shape"] for d in out.iterdir()}
+    assert shapes == {"a": [3, 32, 32], "b": [1, 32, 32]}
+    code, _, err = run_cli(capsys, "-q", "evaluate", str(out / "a"), "--data", f"mvtec:{tmp_path / 'mv'}")
+    assert code == 1 and "2 categories" in err and "\n" not in err.strip()
