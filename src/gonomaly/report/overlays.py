@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+from gonomaly.choices import MAP_SCORES
 from gonomaly.io import atomic_write_bytes
 
 
@@ -27,7 +28,7 @@ def write_overlays(detector, images: np.ndarray, paths: list[Path], directory: s
 
     maps = detector.anomaly_map(images)
     score = getattr(detector, "score", "mse")
-    vmax = float(detector.threshold_) * (1 if score in ("max", "topk") else 4)
+    vmax = float(detector.threshold_) * (1 if score in MAP_SCORES else 4)
     if score == "fused" or not vmax > 0:
         vmax = float(np.percentile(maps, 99.9)) or 1.0  # fused: no pixel-scale threshold
     written = []
