@@ -37,3 +37,15 @@ def test_export_command_for_cae(mnist_small, tmp_path):
     images = mnist_small[1][:32]
     scores, _ = _onnx_scores(tmp_path / "run" / "model.onnx", images)
     np.testing.assert_allclose(scores, detector.score_samples(images), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("error_map, sigma, score", [("ssim", 1.5, "topk"), ("l2", 2.0, "max")])
+def test_onnx_map_scores_equal_gonomaly(mnist_small, tmp_path, error_map, sigma, score):
+    from gonomaly.export import export_onnx
+
+    detector = CAEDetector(epochs=1, error_map=error_map, sigma=sigma, score=score, top_k=30)
+    detector.fit(mnist_small[0][:300])
+    images = mnist_small[1][:32]
+    scores, maps = _onnx_scores(export_onnx(detector, tmp_path / "m.onnx"), images)
+    np.testing.assert_allclose(maps, detector.anomaly_map(images), atol=1e-5)
+    np.testing.assert_allclose(scores, detector.score_samples(images), rtol=1e-4, atol=1e-6)

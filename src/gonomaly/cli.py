@@ -13,6 +13,7 @@ import numpy as np
 
 from gonomaly import __version__
 from gonomaly.errors import GonomalyError, TrainingInterrupted
+from gonomaly.choices import ERROR_MAPS, LOSSES, SCORES
 
 log = logging.getLogger("gonomaly")
 
@@ -45,20 +46,31 @@ MODELS = ["gon", "cae", "implicit-gon", "variational-gon", "vae"]  # detector.DE
 
 
 def _make_detector(model: str, *, epochs, batch_size, seed, progress, lr=None, latent_dim=None,
-                   threshold="mean-std:2", score="mse"):
-    """A detector of ``model``; ``lr`` and ``latent_dim`` None take the model's defaults."""
-    from gonomaly.detector import DETECTORS, LatentDetector
+                   threshold="mean-std:2", score="mse", width=None, **options):
+    """A detector of ``model``; ``options`` are the map, loss and augmentation hyper-parameters
+    (``error_map``, ``sigma``, ``top_k``, ``loss``, ``augment``); ``lr``, ``latent_dim`` and
+    ``width`` None take the model's defaults."""
+    from gonomaly.detector import DETECTORS
 
     cls = DETECTORS[model]
     kwargs = dict(epochs=epochs, batch_size=batch_size, lr=lr, threshold=threshold, score=score,
-                  seed=seed, progress=progress)
-    if issubclass(cls, LatentDetector) and latent_dim is not None:
+                  seed=seed, progress=progress, **options)
+    if latent_dim is not None:
         kwargs["latent_dim"] = latent_dim
+    if width is not None:
+        kwargs["width"] = width
     return cls(**kwargs)
 
 
+def _resolve_augment(augment: str, bundle) -> str:
+    """``auto``: the category's table entry (``gonomaly.data.mvtec.AUGMENTATIONS``), else none."""
+    if augment != "auto":
+        return augment
+    return bundle.description.get("augment") or ""
+
+
 def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed,
-           data_dir, *, checkpoints: dict | None = None):
+           data_dir, *, checkpoints: dict | None = None, image_size=None, augment="", **options):
     """Train and save a run folder, which stays locked against other writers meanwhile.
 
     ``checkpoints`` ({"every": steps, "minutes": M}, either None) makes SIGINT/SIGTERM write a
@@ -77,11 +89,12 @@ def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold,
                 checkpoint_minutes=checkpoints["minutes"],
                 checkpoint_metadata={"data": {"spec": data, "data_dir": data_dir and str(Path(data_dir).resolve())},
                                      "checkpoint": checkpoints})
-        bundle = load_data(data, data_dir, seed=seed)
+        bundle = load_data(data, data_dir, seed=seed, image_size=image_size)
         log.info("training %s on %d images of %s", model, len(bundle.train), data)
         detector = _make_detector(model, epochs=epochs, batch_size=batch_size, lr=lr,
                                   latent_dim=latent_dim, threshold=threshold, score=score, seed=seed,
-                                  progress=not ctx.obj["quiet"])
+                                  progress=not ctx.obj["quiet"],
+                                  augment=_resolve_augment(augment, bundle), **options)
         detector.fit(bundle.train, **fit_options)
         _save_run(detector, out, data, bundle)
     return detector, bundle
@@ -124,7 +137,9 @@ def _resume(ctx, run_dir: Path, given: dict, data_dir, checkpoints: dict) -> Non
                 checkpoints[key] = saved_checkpoints.get(key)
         data_dir = data_dir or (metadata.get("data") or {}).get("data_dir")
         seed = saved.get("seed", 0)
-        bundle = load_data(spec, data_dir, seed=seed)
+        shape = config.get("image_shape")
+        bundle = load_data(spec, data_dir, seed=seed,
+                           image_size=shape[1] if isinstance(shape, list) and len(shape) == 3 else None)
         p = state.progress
         log.info("resuming %s on %d images of %s at epoch %d, step %d (%d steps done)",
                  config.get("model"), len(bundle.train), spec, p.epoch + 1, p.step, p.global_step)
@@ -133,6 +148,26 @@ def _resume(ctx, run_dir: Path, given: dict, data_dir, checkpoints: dict) -> Non
             checkpoint_minutes=checkpoints["minutes"], progress=not ctx.obj["quiet"],
             checkpoint_metadata={**metadata, "checkpoint": checkpoints})
         _save_run(detector, run_dir, spec, bundle)
+
+
+# Image size, model width, anomaly maps, training loss and augmentation: passed on as **options.
+image_options = [
+    click.option("--image-size", type=click.IntRange(8, 1024), default=None,
+                 help="Side that MVTec and folder images are resized to [default: 64]."),
+    click.option("--width", type=click.IntRange(min=1), default=None,
+                 help="Network width (GON: channels of the last stage, 64; CAE: of the first, 32)."),
+    click.option("--error-map", type=click.Choice(list(ERROR_MAPS)), default="l2", show_default=True,
+                 help="Per-pixel error: l2 (squared, averaged over channels) or ssim (1 - SSIM)."),
+    click.option("--sigma", type=click.FloatRange(0, 64), default=0.0, show_default=True,
+                 help="Gaussian smoothing of the anomaly map, in pixels (0: none)."),
+    click.option("--top-k", type=click.IntRange(min=1), default=100, show_default=True,
+                 help="Pixels averaged by --score topk."),
+    click.option("--loss", type=click.Choice(list(LOSSES)), default="l2", show_default=True,
+                 help="Training loss: l2, or l2+ssim (adds 1 - SSIM per pixel)."),
+    click.option("--augment", default="", show_default=True,
+                 help="Training augmentation: comma-separated hflip, vflip, rot90; 'auto' takes "
+                      "what the MVTec category allows; empty: none."),
+]
 
 
 def _train_options(default_model: str | None, default_epochs: int, default_score: str = "mse"):
@@ -148,11 +183,12 @@ def _train_options(default_model: str | None, default_epochs: int, default_score
                          help="Latent size [default: 100; implicit-gon 32]."),
             click.option("--threshold", default="mean-std:2", show_default=True,
                          help="mean-std:K | quantile:Q | value:X, from the training errors."),
-            click.option("--score", type=click.Choice(["mse", "fused"]), default=default_score,
+            click.option("--score", type=click.Choice(list(SCORES)), default=default_score,
                          show_default=True,
-                         help="mse: reconstruction error; fused: density of error, SSIM and "
-                              "latent features among the normal training images."),
-            seed_option, data_dir_option,
+                         help="mse: mean reconstruction error; fused: density of error, SSIM and "
+                              "latent features among the normal training images; max: maximum "
+                              "of the smoothed anomaly map; topk: mean of its top-k pixels."),
+            *image_options, seed_option, data_dir_option,
         ]
         for option in reversed(options):
             function = option(function)
@@ -174,7 +210,7 @@ def _train_options(default_model: str | None, default_epochs: int, default_score
               help="Also write a resumable checkpoint every M minutes.")
 @click.pass_context
 def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir,
-          resume_dir, checkpoint_every, checkpoint_minutes):
+          resume_dir, checkpoint_every, checkpoint_minutes, **options):
     """Train a detector on normal images and save it to a run folder.
 
     Ctrl-C or SIGTERM finishes the current step, writes a checkpoint to RUN_DIR/resume and exits
@@ -186,15 +222,28 @@ def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, 
         if out is not None and out.resolve() != resume_dir.resolve():
             raise GonomalyError(f"--out {out}: conflicts with --resume {resume_dir} "
                                 f"(a resumed training completes its own run folder)")
-        names = ("model", "data", "epochs", "batch_size", "lr", "latent_dim", "threshold", "score", "seed")
+        names = ("model", "data", "epochs", "batch_size", "lr", "latent_dim", "threshold", "score", "seed",
+                 "width", "error_map", "sigma", "top_k", "loss", "augment")
         given = {name: ctx.params[name] for name in names
                  if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
         _resume(ctx, resume_dir, given, data_dir, checkpoints)
         return
     if out is None:
         raise click.UsageError("Missing option '--out' (or give --resume RUN_DIR).", ctx=ctx)
+    from gonomaly.data import parse_spec
+
+    spec = parse_spec(data)
+    if spec.kind == "mvtec" and "pooled" not in spec.options:
+        from gonomaly.data.mvtec import category_folders
+
+        folders = category_folders(spec.options["root"])
+        if len(folders) > 1:  # one model per category, in OUT/<category>
+            for folder in folders:
+                _train(ctx, model, f"mvtec:{folder}", out / folder.name, epochs, batch_size, lr,
+                       latent_dim, threshold, score, seed, data_dir, checkpoints=checkpoints, **options)
+            return
     _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed,
-           data_dir, checkpoints=checkpoints)
+           data_dir, checkpoints=checkpoints, **options)
 
 
 def _evaluate_and_save(detector, bundle, out_dir: Path, json_path: Path | None,
@@ -241,7 +290,7 @@ def evaluate(ctx, run_dir, data, json_path, out, report_dir, seed, data_dir):
 
     detector = ReconstructionDetector.load(run_dir)
     detector.progress = not ctx.obj["quiet"]
-    bundle = load_data(data, data_dir, seed=seed)
+    bundle = load_data(data, data_dir, seed=seed, image_size=detector.image_shape_[1])
     _evaluate_and_save(detector, bundle, out or run_dir / f"eval-{_slug(data)}", json_path,
                        report_dir=report_dir, run_dir=run_dir, seed=seed)
 
@@ -255,9 +304,14 @@ def evaluate(ctx, run_dir, data, json_path, out, report_dir, seed, data_dir):
               help="DataLoader workers decoding files [default: 2 for 1,000 files or more, else 0].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000, show_default=True,
               help="Refuse larger images, from their header, before decoding them.")
+@click.option("--resize/--no-resize", default=None,
+              help="Resize images to the model's size as training did [default: for models trained "
+                   "on mvtec or folder data].")
+@click.option("--overlays", "overlay_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each image's anomaly-map overlay (PNG) to this folder.")
 @seed_option
 @click.pass_context
-def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, seed):
+def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, resize, overlay_dir, seed):
     """Score image files or folders of them: one line per image (path, score, label).
 
     Files stream in batches, decoded by worker processes, so memory stays flat for any number."""
@@ -273,11 +327,25 @@ def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, seed):
     files = collect_image_paths(list(paths))
     if workers is None:
         workers = 2 if len(files) >= 1000 else 0
-    read = partial(read_image, image_shape=detector.image_shape_, max_pixels=max_pixels)
+    if resize is None:
+        from gonomaly.detector import read_config
+
+        data = read_config(run_dir).get("data")
+        resize = isinstance(data, dict) and data.get("kind") in ("mvtec", "folder")
+    if resize:
+        from gonomaly.data.mvtec import read_resized
+
+        read = partial(read_resized, image_shape=detector.image_shape_, max_pixels=max_pixels)
+    else:
+        read = partial(read_image, image_shape=detector.image_shape_, max_pixels=max_pixels)
     show_bar = not ctx.obj["quiet"] and len(files) >= 1000
     with tqdm(total=len(files), unit="img", disable=not show_bar, desc="score") as bar:
         for chunk, images in stream_batches(files, read, batch_size, workers):
             scores = detector.score_samples(images)
+            if overlay_dir is not None:
+                from gonomaly.report.overlays import write_overlays
+
+                write_overlays(detector, images, chunk, overlay_dir)
             lines = []
             for path, value in zip(chunk, scores):
                 label = int(value > detector.threshold_)
@@ -297,7 +365,8 @@ def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, seed):
               help="Test SPEC: clean test digits against their corrupted versions.")
 @_train_options("gon", 2, default_score="fused")
 @click.pass_context
-def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir):
+def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir,
+        **options):
     """The main job: train on clean MNIST digits, evaluate clean against corrupted test digits."""
     from gonomaly.data import load_data, parse_spec
 
@@ -308,7 +377,7 @@ def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, sc
     bundle = load_data(spec, data_dir, seed=seed)
     train_spec = "mnist" + (f":n_train={spec.options['n_train']}" if "n_train" in spec.options else "")
     detector, _ = _train(ctx, model, train_spec, out, epochs, batch_size, lr, latent_dim,
-                         threshold, score, seed, data_dir)
+                         threshold, score, seed, data_dir, **options)
     _evaluate_and_save(detector, bundle, out / "eval", out / "eval" / "summary.json",
                        report_dir=out / "report", run_dir=out, seed=seed)
     log.info("run finished in %.0f s", time.perf_counter() - start)
@@ -384,23 +453,44 @@ def export_command(run_dir, fmt, out, seed):
                f"threshold {detector.threshold_:.6g}")
 
 
+def _choices(text: str, known, what: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in values if v not in known]
+    if unknown or not values:
+        raise GonomalyError(f"{what}: unknown {', '.join(unknown) or 'empty list'} "
+                            f"(known: {', '.join(known)})")
+    return values
+
+
+def _variants(text: str | None) -> list[dict] | None:
+    if text is None:
+        return None
+    variants = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        parts = item.split("/")
+        try:
+            error_map, sigma, score = parts
+            variant = {"error_map": error_map, "sigma": float(sigma), "score": score}
+        except ValueError:
+            raise GonomalyError(f"--variants: '{item}' is not MAP/SIGMA/SCORE (e.g. ssim/4/topk)") from None
+        if error_map not in ERROR_MAPS or score not in SCORES or not 0 <= variant["sigma"] <= 64:
+            raise GonomalyError(f"--variants: '{item}': map in {', '.join(ERROR_MAPS)}, sigma in "
+                                f"[0, 64], score in {', '.join(SCORES)}")
+        variants.append(variant)
+    return variants or None
+
+
+def _options(options: list):
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
 @cli.group()
 def benchmark():
     """End-to-end benchmarks on real data."""
-
-
-def _model_and_score_lists(models: str, scores: str) -> tuple[list[str], list[str]]:
-    from gonomaly.detector import DETECTORS
-    from gonomaly.scoring import SCORES
-
-    model_list = [m.strip() for m in models.split(",") if m.strip()]
-    score_list = [s.strip() for s in scores.split(",") if s.strip()]
-    for value, known, what in ((model_list, DETECTORS, "--models"), (score_list, SCORES, "--scores")):
-        unknown = [v for v in value if v not in known]
-        if unknown or not value:
-            raise GonomalyError(f"{what}: unknown {', '.join(unknown) or 'empty list'} "
-                                f"(known: {', '.join(known)})")
-    return model_list, score_list
 
 
 @benchmark.command("mnist-c")
@@ -420,7 +510,8 @@ def benchmark_mnist_c(ctx, epochs, batch_size, models, scores, data, json_path, 
     from gonomaly.bench import mnist_c_benchmark
     from gonomaly.io import atomic_write_json
 
-    model_list, score_list = _model_and_score_lists(models, scores)
+    model_list = _choices(models, MODELS, "--models")
+    score_list = _choices(scores, ("mse", "fused"), "--scores")
     results = mnist_c_benchmark(model_list, score_list, epochs, batch_size, seed, data, data_dir,
                                 _make_detector, progress=not ctx.obj["quiet"])
     if json_path is not None:
@@ -455,7 +546,8 @@ def benchmark_models(ctx, models, epochs, batch_size, scores, n_train, n_test, o
     from gonomaly.bench import models_benchmark
     from gonomaly.io import atomic_write_json
 
-    model_list, score_list = _model_and_score_lists(models, scores)
+    model_list = _choices(models, MODELS, "--models")
+    score_list = _choices(scores, ("mse", "fused"), "--scores")
     try:
         digit_list = sorted({int(d) for d in digits.split(",") if d.strip()})
     except ValueError:
@@ -465,6 +557,44 @@ def benchmark_models(ctx, models, epochs, batch_size, scores, n_train, n_test, o
     results = models_benchmark(model_list, score_list, epochs, batch_size, seed, n_train, n_test,
                                one_class_n_train, one_class_n_test, digit_list, data_dir,
                                _make_detector, progress=not ctx.obj["quiet"])
+    if json_path is not None:
+        atomic_write_json(json_path, results)
+    log.info("benchmark finished in %.0f s", results["seconds"])
+
+
+@benchmark.command("mvtec")
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
+              help="MVTec AD root (category folders) or one category folder.")
+@click.option("--categories", default=None, help="Comma-separated categories [default: all found].")
+@click.option("--models", default="gon,cae", show_default=True, help="Comma-separated: gon, cae.")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--latent-dim", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--score", type=click.Choice(list(SCORES)), default="mse", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results here, and a figure per category and model beside it.")
+@click.option("--variants", default=None,
+              help="Score each trained network several ways: comma-separated MAP/SIGMA/SCORE, e.g. "
+                   "l2/0/mse,ssim/4/topk [default: --error-map/--sigma/--score].")
+@_options(image_options)
+@seed_option
+@click.pass_context
+def benchmark_mvtec(ctx, root, categories, models, epochs, batch_size, latent_dim, score, json_path,
+                    variants, seed, image_size, **options):
+    """One model per MVTec AD category: image AUROC, pixel AUROC, AUPRO, the confusion at the
+    threshold and the training time per category and model."""
+    from gonomaly.bench import mvtec_benchmark
+    from gonomaly.io import atomic_write_json
+
+    from gonomaly.detector import DETECTORS
+
+    model_list = _choices(models, DETECTORS, "--models")
+    results = mvtec_benchmark(root, [c.strip() for c in categories.split(",")] if categories else None,
+                              image_size or 64, model_list, epochs, batch_size, seed, _make_detector,
+                              progress=not ctx.obj["quiet"],
+                              figures=json_path.parent if json_path is not None else None,
+                              latent_dim=latent_dim, score=score, variants=_variants(variants),
+                              **options)
     if json_path is not None:
         atomic_write_json(json_path, results)
     log.info("benchmark finished in %.0f s", results["seconds"])

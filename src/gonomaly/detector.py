@@ -27,11 +27,16 @@ from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from gonomaly import __version__
+from gonomaly.augment import augment_batch, parse_augment
+from gonomaly.choices import LOSSES
 from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
 from gonomaly.io import _json_default
 from gonomaly.models import CAE, VAE, ConvGON, ImplicitGON, VariationalGON
-from gonomaly.scoring import SCORES, FusedScorer, LatentGaussian, reconstruction_features
+from gonomaly.scoring import (
+    ERROR_MAPS, SCORES, FusedScorer, LatentGaussian, error_map, gaussian_smooth, map_score,
+    reconstruction_features,
+)
 from gonomaly.thresholds import ThresholdRule
 from gonomaly.training import (
     MAX_JSON_BYTES, PROGRESS_FILE, RESUME_DIR, STAGING_DIR, Checkpointer, Progress, RunLock,
@@ -57,7 +62,8 @@ class ReconstructionDetector:
 
     def __init__(self, *, epochs: int = 5, batch_size: int = 128, lr: float | None = None,
                  threshold: str = "mean-std:2", score: str = "mse", seed: int = 0,
-                 progress: bool = False):
+                 progress: bool = False, error_map: str = "l2", sigma: float = 0.0,
+                 top_k: int = 100, loss: str = "l2", augment: str = ""):
         self.epochs = epochs
         self.score = score
         self.batch_size = batch_size
@@ -65,6 +71,26 @@ class ReconstructionDetector:
         self.threshold = threshold
         self.seed = seed
         self.progress = progress
+        # Pixel anomaly maps: the error per pixel (l2 or ssim), Gaussian-smoothed by sigma
+        # pixels; score "max" / "topk" read the smoothed map (top_k pixels for "topk").
+        self.error_map = error_map
+        self.sigma = sigma
+        self.top_k = top_k
+        self.loss = loss  # training loss: l2, or l2+ssim (1 - SSIM per pixel added)
+        self.augment = augment  # training augmentation: "" or e.g. "hflip,vflip,rot90"
+
+    def _check_options(self) -> None:
+        if self.score not in SCORES:
+            raise GonomalyError(f"score '{self.score}': unknown (use {', '.join(SCORES)})")
+        if self.error_map not in ERROR_MAPS:
+            raise GonomalyError(f"error_map '{self.error_map}': unknown (use {', '.join(ERROR_MAPS)})")
+        if self.loss not in LOSSES:
+            raise GonomalyError(f"loss '{self.loss}': unknown (use {', '.join(LOSSES)})")
+        if not (isinstance(self.sigma, (int, float)) and 0 <= self.sigma <= 64):
+            raise GonomalyError(f"sigma {self.sigma}: must lie in [0, 64] pixels")
+        if not (isinstance(self.top_k, int) and self.top_k >= 1):
+            raise GonomalyError(f"top_k {self.top_k}: must be a positive integer")
+        parse_augment(self.augment)
 
     # -- what a subclass provides -------------------------------------------------------------
     def _build_model(self, image_shape: tuple[int, int, int]) -> torch.nn.Module:
@@ -88,8 +114,7 @@ class ReconstructionDetector:
         checkpoint there: the result is bit-identical to an uninterrupted fit.
         """
         rule = ThresholdRule.parse(self.threshold)
-        if self.score not in SCORES:
-            raise GonomalyError(f"score '{self.score}': unknown (use {' or '.join(SCORES)})")
+        self._check_options()
         x = torch.from_numpy(as_image_array(images, "training images"))
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise GonomalyError("epochs, batch size and learning rate must be positive")
@@ -152,10 +177,11 @@ class ReconstructionDetector:
                 epoch_rng_state = order_rng.get_state()  # before this epoch's permutation
                 order = torch.randperm(n, generator=order_rng)
                 for step in range(done.step if epoch == done.epoch else 0, steps_per_epoch):
-                    batch = x[order[step * self.batch_size:(step + 1) * self.batch_size]]
+                    batch = augment_batch(x[order[step * self.batch_size:(step + 1) * self.batch_size]],
+                                          self.augment, self.seed, len(self.loss_history_))
                     # Outer loss: per-sample sum over pixels, mean over the batch. Only the
                     # optimiser sees the batch mean; each latent depends on its own image.
-                    loss = self.model_.training_loss(batch).mean()
+                    loss = self._training_loss(batch).mean()
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -182,9 +208,24 @@ class ReconstructionDetector:
         self.model_.eval()
         return elapsed()
 
+    def _training_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Per-sample training loss: the model's own (squared error), or with ``loss="l2+ssim"``
+        the squared error plus 1 - SSIM summed over pixels (structure, as the MVTec paper's
+        SSIM autoencoder; the GON's inner gradient step stays the squared error)."""
+        if self.loss == "l2":
+            return self.model_.training_loss(batch)
+        if getattr(self.model_, "training_reconstruction", None) is None:
+            raise GonomalyError(f"loss '{self.loss}': not available for {self.model_name} "
+                                "(its training loss has a KL term); use loss l2")
+        x_hat = self.model_.training_reconstruction(batch)
+        return ((x_hat - batch).pow(2).flatten(1).sum(1)
+                + error_map(batch, x_hat, "ssim").flatten(1).sum(1))
+
     def _hyperparameters(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "score": self.score, "seed": self.seed, **self._model_hyperparameters()}
+                "score": self.score, "seed": self.seed, "error_map": self.error_map,
+                "sigma": self.sigma, "top_k": self.top_k, "loss": self.loss,
+                "augment": self.augment, **self._model_hyperparameters()}
 
     def _resume_config(self, x: torch.Tensor, metadata: dict[str, Any] | None) -> dict[str, Any]:
         """What a checkpoint must have been made with to be resumed by this fit."""
@@ -214,8 +255,7 @@ class ReconstructionDetector:
         """Refit the scoring (for the current ``score``) and the threshold on normal images,
         keeping the trained network: compare ``mse`` and ``fused`` without training twice."""
         self._check_fitted()
-        if self.score not in SCORES:
-            raise GonomalyError(f"score '{self.score}': unknown (use {' or '.join(SCORES)})")
+        self._check_options()
         self._fit_scoring(as_image_array(images, "training images"))
         self._set_threshold(ThresholdRule.parse(self.threshold))
         return self
@@ -266,11 +306,16 @@ class ReconstructionDetector:
                                 f"(the implicit GON renders at any size)")
         return np.concatenate([self.model_(b).numpy() for b in self._batches(images, "images")])
 
+    def _maps(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw and the smoothed anomaly maps of a batch, (B, H, W) each."""
+        raw = error_map(batch, self.model_(batch), self.error_map)
+        return raw, gaussian_smooth(raw, self.sigma)
+
     @torch.no_grad()
     def anomaly_map(self, images) -> np.ndarray:
-        """Per-pixel squared error averaged over channels, (N, H, W)."""
-        maps = [(self.model_(b) - b).pow(2).mean(1).numpy() for b in self._batches(images, "images")]
-        return np.concatenate(maps)
+        """Per-pixel error at the input resolution, (N, H, W): the squared error averaged over
+        channels (or 1 - SSIM with ``error_map="ssim"``), Gaussian-smoothed by ``sigma``."""
+        return np.concatenate([self._maps(b)[1].numpy() for b in self._batches(images, "images")])
 
     def _batch_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return reconstruction_features(batch, self.model_(batch))
@@ -283,11 +328,13 @@ class ReconstructionDetector:
 
     @torch.no_grad()
     def score_samples(self, images) -> np.ndarray:
-        """Per-image anomaly score, higher is more anomalous: the reconstruction MSE, or with
-        ``score="fused"`` the negative log density of the image's features among normals."""
+        """Per-image anomaly score, higher is more anomalous: the mean of the error map (the
+        reconstruction MSE with the default l2 map), the maximum (``max``) or the mean of the
+        ``top_k`` largest pixels (``topk``) of the smoothed map, or with ``score="fused"`` the
+        negative log density of the image's features among normals."""
         if self.score == "fused":
             return self.scorer_.score(self.features(images))
-        errors = [(self.model_(b) - b).pow(2).flatten(1).mean(1).numpy()
+        errors = [map_score(*self._maps(b), self.score, self.top_k).numpy()
                   for b in self._batches(images, "images")]
         return np.concatenate(errors).astype(np.float64)
 
@@ -415,8 +462,23 @@ class _FilesChanged(GonomalyError):
 LOAD_ATTEMPTS = 10
 MAX_SIDE = 16384
 _INT_HYPERPARAMETERS = {"epochs": 10**7, "batch_size": 10**7, "latent_dim": 1 << 16, "width": 1 << 16,
-                        "fourier_features": 16}
+                        "fourier_features": 16, "top_k": 1 << 30}
 _INT_MINIMUM = {"fourier_features": 0}  # 0: raw coordinates
+# The other hyper-parameters: a check per name (a value that fails it is refused).
+_CHECKS = {
+    "score": lambda v: v in SCORES, "error_map": lambda v: v in ERROR_MAPS,
+    "loss": lambda v: v in LOSSES,
+    "sigma": lambda v: type(v) in (int, float) and math.isfinite(v) and 0 <= v <= 64,
+    "augment": lambda v: isinstance(v, str) and len(v) < 100 and _valid_augment(v),
+}
+
+
+def _valid_augment(text: str) -> bool:
+    try:
+        parse_augment(text)
+    except GonomalyError:
+        return False
+    return True
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -440,8 +502,8 @@ def _detector_from_config(config: dict[str, Any], path: Path,
             ok = type(value) is int and abs(value) < 2**63
         elif key == "lr":
             ok = type(value) in (int, float) and math.isfinite(value) and value > 0
-        elif key == "score":
-            ok = value in SCORES
+        elif key in _CHECKS:
+            ok = _CHECKS[key](value)
         else:
             ok = False
         if not ok:
@@ -584,11 +646,8 @@ class LatentDetector(ReconstructionDetector):
     sample_from_prior: ClassVar[bool] = False  # the variational models sample N(0, I)
     origin_feature_names: ClassVar[list[str]] = []
 
-    def __init__(self, *, latent_dim: int | None = None, width: int | None = None, epochs: int = 5,
-                 batch_size: int = 128, lr: float | None = None, threshold: str = "mean-std:2",
-                 score: str = "mse", seed: int = 0, progress: bool = False):
-        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, threshold=threshold,
-                         score=score, seed=seed, progress=progress)
+    def __init__(self, *, latent_dim: int | None = None, width: int | None = None, **options):
+        super().__init__(**options)
         self.latent_dim = self.default_latent_dim if latent_dim is None else latent_dim
         self.width = self.default_width if width is None else width
 
@@ -734,12 +793,21 @@ class VAEDetector(LatentDetector):
 
 
 class CAEDetector(ReconstructionDetector):
-    """The seed's convolutional autoencoder, behind the same interface."""
+    """The seed's convolutional autoencoder, behind the same interface (``latent_dim`` and
+    ``width`` shape the deeper model for square power-of-two images of 32 px or more)."""
 
     model_name = "cae"
 
+    def __init__(self, *, latent_dim: int | None = None, width: int | None = None, **options):
+        super().__init__(**options)
+        self.latent_dim = 100 if latent_dim is None else latent_dim
+        self.width = 32 if width is None else width
+
     def _build_model(self, image_shape):
-        return CAE(image_shape)
+        return CAE(image_shape, self.latent_dim, self.width)
+
+    def _model_hyperparameters(self):
+        return {"latent_dim": self.latent_dim, "width": self.width}
 
 
 DETECTORS: dict[str, type[ReconstructionDetector]] = {

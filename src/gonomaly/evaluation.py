@@ -9,7 +9,7 @@ import numpy as np
 
 from gonomaly.data.specs import DataBundle
 from gonomaly.io import atomic_save_npz, atomic_write_json
-from gonomaly.metrics import image_metrics
+from gonomaly.metrics import aupro, image_metrics, pixel_auroc
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.npz"
@@ -39,4 +39,8 @@ def evaluate(detector, data: DataBundle, model_name: str | None = None) -> Evalu
                **image_metrics(data.test.labels, scores, detector.threshold_, data.test.groups)}
     metrics["threshold_rule"] = str(detector.threshold_rule_)
     metrics["score"] = getattr(detector, "score", "mse")
+    if data.test.masks is not None:  # pixel-level: the anomaly maps against the masks
+        maps = detector.anomaly_map(data.test.images)
+        metrics["pixel_auroc"] = pixel_auroc(data.test.masks, maps)
+        metrics["aupro"] = aupro(data.test.masks, maps)
     return Evaluation(metrics, scores, data.test.labels, data.test.groups, data.test.ids)

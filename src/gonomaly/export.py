@@ -17,7 +17,7 @@ from torch import nn
 
 from gonomaly.errors import GonomalyError
 from gonomaly.io import atomic_write_bytes
-from gonomaly.scoring import _EPS, reconstruction_features
+from gonomaly.scoring import _EPS, error_map, gaussian_smooth, map_score, reconstruction_features
 
 
 def _inverse_cholesky(covariance: np.ndarray) -> torch.Tensor:
@@ -35,6 +35,8 @@ class ExportedScorer(nn.Module):
         # A GON decodes the closed-form latent; another model reconstructs x directly.
         self.network = model.decoder if self.is_gon else model
         self.fused = detector.score == "fused"
+        self.score, self.error_map = detector.score, detector.error_map
+        self.sigma, self.top_k = float(detector.sigma), int(detector.top_k)
         if self.is_gon:
             linearisation = model.closed_form or model.prepare_closed_form().closed_form
             self.register_buffer("origin", linearisation.image.clone())
@@ -59,9 +61,10 @@ class ExportedScorer(nn.Module):
             x_hat = self.network(z)
         else:
             x_hat = self.network(x)
-        anomaly_map = (x_hat - x).pow(2).mean(1)
+        raw = error_map(x, x_hat, self.error_map)
+        anomaly_map = gaussian_smooth(raw, self.sigma)
         if not self.fused:
-            return anomaly_map.flatten(1).mean(1), anomaly_map
+            return map_score(raw, anomaly_map, self.score, self.top_k), anomaly_map
         features = reconstruction_features(x, x_hat)
         if self.is_gon:
             features["origin_distance"] = (x.flatten(1) - self.origin).pow(2).mean(1)

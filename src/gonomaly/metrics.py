@@ -76,4 +76,57 @@ def format_table(metrics: dict) -> str:
         f"recall {fmt(metrics['recall'])}  f1 {fmt(metrics['f1'])}",
         f"image AUROC {fmt(metrics['image_auroc'])}  image AUPR {fmt(metrics['image_aupr'])}",
     ]
+    if "pixel_auroc" in metrics:
+        lines.append(f"pixel AUROC {fmt(metrics['pixel_auroc'])}  AUPRO (FPR <= 0.3) {fmt(metrics['aupro'])}")
     return "\n".join(lines)
+
+
+def pixel_auroc(masks, maps) -> float | None:
+    """AUROC over every test pixel: ground truth ``masks`` (N, H, W) nonzero = anomalous, against
+    the anomaly ``maps`` (N, H, W). None when the pixels are all of one class."""
+    truth = (np.asarray(masks).reshape(-1) > 0).astype(np.int64)
+    return _auroc(truth, np.asarray(maps, dtype=np.float64).reshape(-1))
+
+
+def aupro(masks, maps, fpr_limit: float = 0.3) -> float | None:
+    """Area under the per-region-overlap curve up to ``fpr_limit``, normalised by it (MVTec AD).
+
+    The ground truth's connected regions (8-connected, per image) each count once, whatever
+    their size. At each threshold, PRO is the mean over regions of the fraction of the region's
+    pixels above it; FPR is the fraction of normal pixels above it. The curve is exact: every
+    distinct map value is a threshold (all pixels sorted once), and it is interpolated linearly
+    at ``fpr_limit``, as MVTec's evaluation code does. None without regions or normal pixels.
+    """
+    from scipy import ndimage
+
+    masks = np.asarray(masks) > 0
+    maps = np.asarray(maps, dtype=np.float64)
+    if masks.shape != maps.shape or masks.ndim != 3:
+        raise ValueError(f"aupro: masks {masks.shape} and maps {maps.shape} must both be (N, H, W)")
+    regions = np.zeros(masks.shape, np.int64)
+    count = 0
+    for i, mask in enumerate(masks):
+        labelled, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        regions[i] = np.where(labelled > 0, labelled + count, 0)
+        count += n
+    normal = ~masks
+    if count == 0 or not normal.any():
+        return None
+    sizes = np.bincount(regions.reshape(-1), minlength=count + 1)
+    # Each region pixel adds 1 / (its region's size * regions) to PRO, each normal pixel
+    # 1 / (normal pixels) to FPR, as the threshold falls past it.
+    flat = regions.reshape(-1)
+    pro_step = np.where(flat > 0, 1.0 / (sizes[flat] * count), 0.0)
+    fpr_step = np.where(flat == 0, 1.0 / normal.sum(), 0.0)
+    order = np.argsort(-maps.reshape(-1), kind="stable")
+    values = maps.reshape(-1)[order]
+    pro, fpr = np.cumsum(pro_step[order]), np.cumsum(fpr_step[order])
+    last = np.r_[np.flatnonzero(np.diff(values)), len(values) - 1]  # ties pass together
+    pro, fpr = np.r_[0.0, pro[last]], np.r_[0.0, fpr[last]]
+    inside = fpr <= fpr_limit
+    k = int(inside.sum())
+    x, y = fpr[:k], pro[:k]
+    if k < len(fpr) and fpr[k] > fpr[k - 1]:
+        t = (fpr_limit - fpr[k - 1]) / (fpr[k] - fpr[k - 1])
+        x, y = np.r_[x, fpr_limit], np.r_[y, pro[k - 1] + t * (pro[k] - pro[k - 1])]
+    return float(np.trapezoid(y, x) / fpr_limit)

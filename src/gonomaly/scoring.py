@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.mixture import GaussianMixture
 
+from gonomaly.choices import ERROR_MAPS, MAP_SCORES, SCORES  # noqa: F401 - re-exported
 from gonomaly.errors import GonomalyError
 
-SCORES = ("mse", "fused")
 SSIM_WINDOW = 7
 _EPS = 1e-6
 
@@ -36,6 +36,44 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = SSIM_WINDOW) -> tor
     cxy = (mean(x * y) - mx * my) * n / (n - 1)
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return s.mean(1)
+
+
+def ssim_error_map(x: torch.Tensor, x_hat: torch.Tensor, window: int = SSIM_WINDOW) -> torch.Tensor:
+    """1 - SSIM per pixel at the input resolution (N, H, W): the windows see a reflected border,
+    as in the MVTec paper's SSIM autoencoder (an image's map depends on that image alone)."""
+    pad = (window // 2,) * 4
+    return 1 - ssim_map(F.pad(x, pad, mode="reflect"), F.pad(x_hat, pad, mode="reflect"), window)
+
+
+def error_map(x: torch.Tensor, x_hat: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+    """Per-pixel reconstruction error (N, H, W): squared error averaged over channels (``l2``)
+    or 1 - SSIM (``ssim``), which sees structure where a plain difference sees only intensity."""
+    return ssim_error_map(x, x_hat) if kind == "ssim" else (x_hat - x).pow(2).mean(1)
+
+
+def gaussian_smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of maps (N, H, W), truncated at 4 sigma, reflected border; a
+    no-op for sigma = 0. Smoothing lets one noisy pixel count less than a coherent blob."""
+    if sigma <= 0:
+        return maps
+    radius = min(int(4 * sigma + 0.5), min(maps.shape[1:]) - 1)
+    t = torch.arange(-radius, radius + 1, dtype=maps.dtype)
+    kernel = torch.exp(-t * t / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    out = F.conv2d(F.pad(maps[:, None], (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return out[:, 0]
+
+
+def map_score(maps: torch.Tensor, smoothed: torch.Tensor, score: str, top_k: int) -> torch.Tensor:
+    """An image's score from its anomaly map: the mean of the raw map (``mse``, the seed's), the
+    maximum of the smoothed map (``max``) or the mean of its ``top_k`` largest pixels (``topk``)."""
+    if score == "max":
+        return smoothed.flatten(1).max(1).values
+    if score == "topk":
+        flat = smoothed.flatten(1)
+        return flat.topk(min(top_k, flat.shape[1]), dim=1).values.mean(1)
+    return maps.flatten(1).mean(1)
 
 
 def reconstruction_features(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torch.Tensor]:

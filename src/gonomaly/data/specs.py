@@ -1,6 +1,9 @@
 """Data SPEC strings, parsed in one place: ``kind[:option=value,...]``.
 
 ``mnist``, ``mnist:classes=0,1``, ``fashion-mnist``, ``mnist-c``, ``mnist-c:corruptions=fog,stripe``.
+``mvtec:ROOT/CATEGORY``, ``mvtec:ROOT`` (every category, one model each), ``mvtec:ROOT:pooled``;
+``folder:ROOT`` (the MVTec layout) and ``folder:normal=DIR,abnormal=DIR[,mask=DIR][,test_normal=DIR]``.
+A path may hold ':' and '/'; only a trailing ``:pooled`` is an option.
 Options shared by the MNIST kinds: ``classes`` (the one-class protocol), ``n_train`` and ``n_test``
 (the first N images of each split).
 """
@@ -22,12 +25,14 @@ NORMAL_GROUP = "normal"
 
 @dataclass
 class ImageSet:
-    """Labelled test images: float32 (N, C, H, W) in [0, 1]; label 1 = anomalous."""
+    """Labelled test images: float32 (N, C, H, W) in [0, 1]; label 1 = anomalous; optional
+    ground-truth masks (N, H, W) uint8, 1 = anomalous pixel."""
 
     images: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
     ids: list[str]
+    masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -51,12 +56,15 @@ class DataSpec:
     text: str
 
 
-KINDS = ("mnist", "fashion-mnist", "mnist-c")
+KINDS = ("mnist", "fashion-mnist", "mnist-c", "mvtec", "folder")
+DEFAULT_IMAGE_SIZE = 64  # MVTec and folders: the seed's setup
 _OPTIONS = {
     "mnist": {"classes", "n_train", "n_test"},
     "fashion-mnist": {"classes", "n_train", "n_test"},
     "mnist-c": {"corruptions", "n_train", "n_test", "root"},
+    "folder": {"normal", "abnormal", "mask", "test_normal"},
 }
+POOLED = ":pooled"
 
 
 def parse_spec(text: str) -> DataSpec:
@@ -64,6 +72,11 @@ def parse_spec(text: str) -> DataSpec:
     kind, _, rest = text.strip().partition(":")
     if kind not in KINDS:
         raise GonomalyError(f"data spec '{text}': unknown kind '{kind}' (known: {', '.join(KINDS)})")
+    if kind == "mvtec" or kind == "folder" and "=" not in rest:
+        root, pooled = (rest[:-len(POOLED)], True) if kind == "mvtec" and rest.endswith(POOLED) else (rest, False)
+        if not root:
+            raise GonomalyError(f"data spec '{text}': {kind} needs a folder ({kind}:ROOT)")
+        return DataSpec(kind, {"root": root, **({"pooled": "1"} if pooled else {})}, text)
     options: dict[str, str] = {}
     last_key = None
     for item in filter(None, (part.strip() for part in rest.split(","))):
@@ -110,12 +123,43 @@ def _to_float(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / np.float32(255.0))[:, None]
 
 
-def load_data(spec: str | DataSpec, data_dir: str | Path | None = None, seed: int = 0) -> DataBundle:
-    """Load the training images and labelled test set that a SPEC describes."""
+def load_data(spec: str | DataSpec, data_dir: str | Path | None = None, seed: int = 0,
+              image_size: int | None = None) -> DataBundle:
+    """Load the training images and labelled test set that a SPEC describes (``image_size``:
+    the side that MVTec and folder images are resized to, 64 by default)."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind in ("mvtec", "folder"):
+        bundles = load_bundles(spec, data_dir, seed, image_size)
+        if len(bundles) > 1:
+            names = ", ".join(b.description["category"] for b in bundles)
+            raise GonomalyError(f"data spec '{spec.text}': {len(bundles)} categories ({names}), one "
+                                f"model each: name one (ROOT/CATEGORY) or add :pooled")
+        return bundles[0]
     if spec.kind == "mnist-c":
         return _load_mnist_c(spec, data_dir, seed)
     return _load_one_class(spec, data_dir)
+
+
+def load_bundles(spec: str | DataSpec, data_dir: str | Path | None = None, seed: int = 0,
+                 image_size: int | None = None) -> list[DataBundle]:
+    """One bundle per model: per category for ``mvtec:ROOT``, else the one bundle."""
+    from gonomaly.data.folder import scan_flat
+    from gonomaly.data.mvtec import bundle_from_layout, category_folders, pool_bundles, scan_category
+
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind not in ("mvtec", "folder"):
+        return [load_data(spec, data_dir, seed)]
+    size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
+    if "root" not in spec.options:
+        return [bundle_from_layout(scan_flat(spec.options), size, spec.text)]
+    folders = category_folders(spec.options["root"]) if spec.kind == "mvtec" else [Path(spec.options["root"])]
+    if "pooled" in spec.options:
+        layouts = [scan_category(f) for f in folders]
+        bundles = [bundle_from_layout(layout, size, spec.text, channels=3, prefix=f"{layout.name}/")
+                   for layout in layouts]
+        return [pool_bundles(bundles, spec.text)]
+    return [bundle_from_layout(scan_category(f), size,
+                               spec.text if len(folders) == 1 else f"mvtec:{f}") for f in folders]
 
 
 def _load_one_class(spec: DataSpec, data_dir) -> DataBundle:

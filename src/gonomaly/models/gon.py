@@ -187,7 +187,12 @@ class GradientOriginNetwork(nn.Module):
 
     def training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample squared error summed over pixels, back-propagating through the step."""
-        return (self.decode(self.latent(self.closed_form_latent(x))) - x).pow(2).flatten(1).sum(1)
+        return (self.training_reconstruction(x) - x).pow(2).flatten(1).sum(1)
+
+    def training_reconstruction(self, x: torch.Tensor) -> torch.Tensor:
+        """x_hat through the closed-form gradient step, differentiable in the weights (for
+        ``training_loss`` and for training losses beyond the squared error)."""
+        return self.decode(self.latent(self.closed_form_latent(x)))
 
     def autograd_training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The training loss by definition: the inner gradient by autograd, create_graph=True."""

@@ -59,6 +59,9 @@ class VariationalGON(GradientOriginNetwork):
         mean, logvar = self.mean_head(z), self.logvar_head(z)
         return _elbo_loss(self.decode(_reparameterise(mean, logvar, noise)), x, mean, logvar)
 
+    # The KL term needs the model's own training_loss: no SSIM-augmented loss for it.
+    training_reconstruction = None
+
     def training_loss(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample negative ELBO (squared error + KL), through the closed-form step."""
         return self._loss(self.closed_form_latent(x), x, noise)
