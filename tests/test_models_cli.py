@@ -15,9 +15,11 @@ def test_train_implicit_gon_and_score(tmp_path, capsys, mnist_small):
     assert code == 0, err
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "implicit-gon"
-    assert config["hyperparameters"] == {"epochs": 1, "batch_size": 32, "lr": 1e-4, "score": "mse",
-                                         "seed": 0, "latent_dim": 8, "width": 256,
-                                         "fourier_features": 0}
+    params = config["hyperparameters"]
+    assert {k: params[k] for k in ("epochs", "batch_size", "lr", "score", "seed", "latent_dim", "width",
+                                   "fourier_features")} == {
+        "epochs": 1, "batch_size": 32, "lr": 1e-4, "score": "mse", "seed": 0, "latent_dim": 8,
+        "width": 256, "fourier_features": 0}
     detector = ReconstructionDetector.load(run)
     assert isinstance(detector, ImplicitGONDetector)
     assert detector.reconstruct(mnist_small[1][:2], size=56).shape == (2, 1, 56, 56)
