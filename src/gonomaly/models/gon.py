@@ -20,7 +20,9 @@ def gradient_origin_latent(decoder: nn.Module, x: torch.Tensor, latent_dim: int,
     independent of the batch (a batch mean would scale every latent by 1/batch size), and the
     decoder has no layer that mixes samples, so a latent depends on its own image alone.
     """
-    with torch.enable_grad():  # scoring runs under no_grad, but the encoder is a gradient
+    # Scoring runs under no_grad, but the encoder is a gradient; under mixed precision the
+    # gradient-origin step stays in float32 (it is a difference of nearly equal images).
+    with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
         z0 = torch.zeros(x.shape[0], latent_dim, dtype=x.dtype, device=x.device, requires_grad=True)
         inner_loss = (decoder(z0) - x).pow(2).sum()
         (grad,) = torch.autograd.grad(inner_loss, z0, create_graph=create_graph)
@@ -73,7 +75,7 @@ def origin_linearisation(decoder: nn.Module, latent_dim: int) -> tuple[torch.Ten
     backward pass per image that autograd's gradient step costs. (Its first use loads torch's
     own decompositions through the deprecated torch.jit.script.)
     """
-    origin = torch.zeros(latent_dim)
+    origin = torch.zeros(latent_dim, device=next(decoder.parameters()).device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
         jacobian = torch.func.jacfwd(lambda z: decoder(z[None])[0].flatten())(origin)
@@ -139,11 +141,12 @@ class ConvGON(nn.Module):
         weight gradients as autograd with create_graph=True (``autograd_training_loss``, the
         definition, which the tests compare against), at a cost that does not grow with the
         batch size."""
-        image, jacobian = origin_linearisation(self.decoder, self.latent_dim)
-        z = 2 * (x.flatten(1) - image) @ jacobian
-        return (self.decode(z) - x).pow(2).flatten(1).sum(1)
+        with torch.autocast(x.device.type, enabled=False):  # the step in float32, always
+            image, jacobian = origin_linearisation(self.decoder, self.latent_dim)
+            z = 2 * (x.flatten(1) - image) @ jacobian
+        return (self.decode(z).float() - x).pow(2).flatten(1).sum(1)
 
     def autograd_training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The training loss by definition: the inner gradient by autograd, create_graph=True."""
         x_hat = self.decode(self.encode(x, create_graph=True))
-        return (x_hat - x).pow(2).flatten(1).sum(1)
+        return (x_hat.float() - x).pow(2).flatten(1).sum(1)
