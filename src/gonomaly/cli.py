@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from gonomaly import __version__
+from gonomaly import __version__, distributed
 from gonomaly.errors import GonomalyError, TrainingInterrupted
 from gonomaly.choices import ERROR_MAPS, LOSSES, SCORES
 
@@ -21,13 +21,17 @@ seed_option = click.option("--seed", type=int, default=0, show_default=True,
                            help="Seed for every random source; the same seed gives the same result.")
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
                                default=None, help="Folder with the dataset's files (first in the search order).")
+device_option = click.option("--device", type=click.Choice(distributed.DEVICES), default="auto",
+                             show_default=True,
+                             help="cuda: this process's GPU (LOCAL_RANK under torchrun); auto: cuda when available.")
 
 
 def _configure_logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("gonomaly: %(message)s"))
     log.handlers[:] = [handler]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    main_rank = distributed.env_world().main  # under torchrun, only rank 0 logs progress
+    log.setLevel(logging.WARNING if quiet or not main_rank else logging.INFO)
     log.propagate = False
 
 
@@ -38,7 +42,7 @@ def _configure_logging(quiet: bool) -> None:
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """Find anomalous images with Gradient Origin Networks."""
-    ctx.obj = {"debug": debug, "quiet": quiet}
+    ctx.obj = {"debug": debug, "quiet": quiet or not distributed.env_world().main}
     _configure_logging(quiet)
 
 
@@ -74,15 +78,19 @@ def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold,
     """Train and save a run folder, which stays locked against other writers meanwhile.
 
     ``checkpoints`` ({"every": steps, "minutes": M}, either None) makes SIGINT/SIGTERM write a
-    resumable checkpoint to ``out/resume`` (and periodically, when set): ``train`` uses it."""
+    resumable checkpoint to ``out/resume`` (and periodically, when set): ``train`` uses it.
+    Under torchrun every rank trains (DDP) and rank 0 alone locks and writes the run folder."""
+    import contextlib
+
     from gonomaly.data import load_data
     from gonomaly.thresholds import ThresholdRule
     from gonomaly.training import RunLock, refuse_checkpoint
 
     ThresholdRule.parse(threshold)  # fail before loading data, not after training
-    with RunLock(out):
+    world = distributed.world()
+    with RunLock(out) if world.main else contextlib.nullcontext():
         fit_options = {}
-        if checkpoints is not None:
+        if checkpoints is not None and not world.distributed:
             refuse_checkpoint(out)
             fit_options = dict(
                 checkpoint_dir=out, checkpoint_every=checkpoints["every"],
@@ -96,7 +104,8 @@ def _train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold,
                                   progress=not ctx.obj["quiet"],
                                   augment=_resolve_augment(augment, bundle), **options)
         detector.fit(bundle.train, **fit_options)
-        _save_run(detector, out, data, bundle)
+        if world.main:
+            _save_run(detector, out, data, bundle)
     return detector, bundle
 
 
@@ -109,7 +118,8 @@ def _save_run(detector, out, data, bundle) -> None:
              detector.threshold_, out)
 
 
-def _resume(ctx, run_dir: Path, given: dict, data_dir, checkpoints: dict) -> None:
+def _resume(ctx, run_dir: Path, given: dict, data_dir, checkpoints: dict, device="cpu",
+            precision="fp32") -> None:
     """``train --resume``: the options come from the checkpoint; explicit ones must agree."""
     from gonomaly.data import load_data
     from gonomaly.detector import ReconstructionDetector
@@ -146,7 +156,8 @@ def _resume(ctx, run_dir: Path, given: dict, data_dir, checkpoints: dict) -> Non
         detector = ReconstructionDetector.resume(
             run_dir, bundle.train, checkpoint_every=checkpoints["every"],
             checkpoint_minutes=checkpoints["minutes"], progress=not ctx.obj["quiet"],
-            checkpoint_metadata={**metadata, "checkpoint": checkpoints})
+            checkpoint_metadata={**metadata, "checkpoint": checkpoints}, device=device,
+            precision=precision)
         _save_run(detector, run_dir, spec, bundle)
 
 
@@ -188,7 +199,11 @@ def _train_options(default_model: str | None, default_epochs: int, default_score
                          help="mse: mean reconstruction error; fused: density of error, SSIM and "
                               "latent features among the normal training images; max: maximum "
                               "of the smoothed anomaly map; topk: mean of its top-k pixels."),
-            *image_options, seed_option, data_dir_option,
+            *image_options, seed_option, data_dir_option, device_option,
+            click.option("--precision", type=click.Choice(distributed.PRECISIONS), default="fp32",
+                         show_default=True,
+                         help="bf16: mixed-precision training on CUDA (the gradient-origin step "
+                              "and the losses stay float32)."),
         ]
         for option in reversed(options):
             function = option(function)
@@ -210,11 +225,27 @@ def _train_options(default_model: str | None, default_epochs: int, default_score
               help="Also write a resumable checkpoint every M minutes.")
 @click.pass_context
 def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir,
-          resume_dir, checkpoint_every, checkpoint_minutes, **options):
+          device, precision, resume_dir, checkpoint_every, checkpoint_minutes, **options):
     """Train a detector on normal images and save it to a run folder.
 
     Ctrl-C or SIGTERM finishes the current step, writes a checkpoint to RUN_DIR/resume and exits
-    (130 or 143); `gonomaly train --resume RUN_DIR` continues it exactly."""
+    (130 or 143); `gonomaly train --resume RUN_DIR` continues it exactly.
+
+    Under torchrun (--nproc_per_node=N, --nnodes ...) it trains with DistributedDataParallel:
+    --batch-size is per process, the global batch is N times that."""
+    world = distributed.env_world()
+    if world.distributed and (resume_dir or checkpoint_every or checkpoint_minutes):
+        raise GonomalyError(f"--resume, --checkpoint-every and --checkpoint-minutes are not supported "
+                            f"under torchrun (world size {world.size}); train in one process to use them")
+    with distributed.session(device):
+        _train_command(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score,
+                       seed, data_dir, device, precision, resume_dir, checkpoint_every,
+                       checkpoint_minutes, world, **options)
+
+
+def _train_command(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed,
+                   data_dir, device, precision, resume_dir, checkpoint_every, checkpoint_minutes, world,
+                   **options):
     from click.core import ParameterSource
 
     checkpoints = {"every": checkpoint_every, "minutes": checkpoint_minutes}
@@ -226,11 +257,14 @@ def train(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, 
                  "width", "error_map", "sigma", "top_k", "loss", "augment")
         given = {name: ctx.params[name] for name in names
                  if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
-        _resume(ctx, resume_dir, given, data_dir, checkpoints)
+        _resume(ctx, resume_dir, given, data_dir, checkpoints, device, precision)
         return
     if out is None:
         raise click.UsageError("Missing option '--out' (or give --resume RUN_DIR).", ctx=ctx)
     from gonomaly.data import parse_spec
+
+    options.update(device=device, precision=precision)
+    checkpoints = None if world.distributed else checkpoints
 
     spec = parse_spec(data)
     if spec.kind == "mvtec" and "pooled" not in spec.options:
@@ -251,9 +285,16 @@ def _evaluate_and_save(detector, bundle, out_dir: Path, json_path: Path | None,
     from gonomaly.evaluation import evaluate
     from gonomaly.io import atomic_write_json
     from gonomaly.metrics import format_table
+    from gonomaly.detector import SCORE_BATCH_SIZE
     from gonomaly.report.examples import save_examples
 
-    result = evaluate(detector, bundle)
+    # Under torchrun each rank scores its shard; rank 0 gets all scores in order and writes.
+    images = bundle.test.images
+    scores = distributed.sharded(lambda start, stop: detector.score_samples(images[start:stop]),
+                                 len(images), SCORE_BATCH_SIZE)
+    if scores is None:
+        return None
+    result = evaluate(detector, bundle, scores=scores)
     result.save(out_dir)
     save_examples(detector, bundle.test, result.scores, out_dir, seed=seed)
     if json_path is not None:
@@ -282,17 +323,19 @@ def _slug(text: str) -> str:
               help="Also write the HTML report (index.html and PNG figures) to this folder.")
 @seed_option
 @data_dir_option
+@device_option
 @click.pass_context
-def evaluate(ctx, run_dir, data, json_path, out, report_dir, seed, data_dir):
-    """Score a labelled test set and print the metric table."""
+def evaluate(ctx, run_dir, data, json_path, out, report_dir, seed, data_dir, device):
+    """Score a labelled test set and print the metric table (sharded across torchrun's ranks)."""
     from gonomaly.data import load_data
     from gonomaly.detector import ReconstructionDetector
 
-    detector = ReconstructionDetector.load(run_dir)
-    detector.progress = not ctx.obj["quiet"]
-    bundle = load_data(data, data_dir, seed=seed, image_size=detector.image_shape_[1])
-    _evaluate_and_save(detector, bundle, out or run_dir / f"eval-{_slug(data)}", json_path,
-                       report_dir=report_dir, run_dir=run_dir, seed=seed)
+    with distributed.session(device):
+        detector = ReconstructionDetector.load(run_dir).to(device)
+        detector.progress = not ctx.obj["quiet"]
+        bundle = load_data(data, data_dir, seed=seed, image_size=detector.image_shape_[1])
+        _evaluate_and_save(detector, bundle, out or run_dir / f"eval-{_slug(data)}", json_path,
+                           report_dir=report_dir, run_dir=run_dir, seed=seed)
 
 
 @cli.command()
@@ -310,11 +353,14 @@ def evaluate(ctx, run_dir, data, json_path, out, report_dir, seed, data_dir):
 @click.option("--overlays", "overlay_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write each image's anomaly-map overlay (PNG) to this folder.")
 @seed_option
+@device_option
 @click.pass_context
-def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, resize, overlay_dir, seed):
+def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, resize, overlay_dir, seed,
+          device):
     """Score image files or folders of them: one line per image (path, score, label).
 
-    Files stream in batches, decoded by worker processes, so memory stays flat for any number."""
+    Files stream in batches, decoded by worker processes, so memory stays flat for any number.
+    Under torchrun each rank scores every N-th batch and rank 0 prints all, in input order."""
     from functools import partial
 
     from tqdm.auto import tqdm
@@ -323,39 +369,47 @@ def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, resize,
     from gonomaly.data.streaming import stream_batches
     from gonomaly.detector import ReconstructionDetector
 
-    detector = ReconstructionDetector.load(run_dir)
-    files = collect_image_paths(list(paths))
-    if workers is None:
-        workers = 2 if len(files) >= 1000 else 0
-    if resize is None:
-        from gonomaly.detector import read_config
+    with distributed.session(device) as world:
+        detector = ReconstructionDetector.load(run_dir).to(device)
+        files = collect_image_paths(list(paths))
+        if workers is None:
+            workers = 2 if len(files) >= 1000 else 0
+        if resize is None:
+            from gonomaly.detector import read_config
 
-        data = read_config(run_dir).get("data")
-        resize = isinstance(data, dict) and data.get("kind") in ("mvtec", "folder")
-    if resize:
-        from gonomaly.data.mvtec import read_resized
+            data = read_config(run_dir).get("data")
+            resize = isinstance(data, dict) and data.get("kind") in ("mvtec", "folder")
+        if resize:
+            from gonomaly.data.mvtec import read_resized
 
-        read = partial(read_resized, image_shape=detector.image_shape_, max_pixels=max_pixels)
-    else:
-        read = partial(read_image, image_shape=detector.image_shape_, max_pixels=max_pixels)
-    show_bar = not ctx.obj["quiet"] and len(files) >= 1000
-    with tqdm(total=len(files), unit="img", disable=not show_bar, desc="score") as bar:
-        for chunk, images in stream_batches(files, read, batch_size, workers):
-            scores = detector.score_samples(images)
-            if overlay_dir is not None:
-                from gonomaly.report.overlays import write_overlays
+            read = partial(read_resized, image_shape=detector.image_shape_, max_pixels=max_pixels)
+        else:
+            read = partial(read_image, image_shape=detector.image_shape_, max_pixels=max_pixels)
 
-                write_overlays(detector, images, chunk, overlay_dir)
-            lines = []
-            for path, value in zip(chunk, scores):
-                label = int(value > detector.threshold_)
-                if as_json:
-                    lines.append(json.dumps({"path": str(path), "score": float(value), "label": label}))
-                else:
-                    lines.append(f"{path}\t{value:.6g}\t{'anomalous' if label else 'normal'}")
-            text = "\n".join(lines)
-            tqdm.write(text) if show_bar else click.echo(text)
-            bar.update(len(chunk))
+        def lines_per_batch():
+            mine = distributed.round_robin(files, batch_size, world)
+            for chunk, images in stream_batches(mine, read, batch_size, workers):
+                scores = detector.score_samples(images)
+                if overlay_dir is not None:  # each rank writes the overlays of its own images
+                    from gonomaly.report.overlays import write_overlays
+
+                    write_overlays(detector, images, chunk, overlay_dir)
+                lines = []
+                for path, value in zip(chunk, scores):
+                    label = int(value > detector.threshold_)
+                    if as_json:
+                        lines.append(json.dumps({"path": str(path), "score": float(value), "label": label}))
+                    else:
+                        lines.append(f"{path}\t{value:.6g}\t{'anomalous' if label else 'normal'}")
+                yield lines
+
+        show_bar = not ctx.obj["quiet"] and len(files) >= 1000
+        with tqdm(total=len(files), unit="img", disable=not show_bar, desc="score") as bar:
+            for lines in distributed.merge_rounds(lines_per_batch(), len(files), batch_size, world):
+                if lines:  # empty on ranks other than 0
+                    text = "\n".join(lines)
+                    tqdm.write(text) if show_bar else click.echo(text)
+                    bar.update(len(lines))
 
 
 @cli.command()
@@ -366,8 +420,15 @@ def score(ctx, run_dir, paths, as_json, batch_size, workers, max_pixels, resize,
 @_train_options("gon", 2, default_score="fused")
 @click.pass_context
 def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir,
-        **options):
+        device, precision, **options):
     """The main job: train on clean MNIST digits, evaluate clean against corrupted test digits."""
+    with distributed.session(device):
+        _run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed,
+             data_dir, device, precision, **options)
+
+
+def _run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, score, seed, data_dir,
+         device, precision, **options):
     from gonomaly.data import load_data, parse_spec
 
     spec = parse_spec(data)
@@ -377,7 +438,7 @@ def run(ctx, model, data, out, epochs, batch_size, lr, latent_dim, threshold, sc
     bundle = load_data(spec, data_dir, seed=seed)
     train_spec = "mnist" + (f":n_train={spec.options['n_train']}" if "n_train" in spec.options else "")
     detector, _ = _train(ctx, model, train_spec, out, epochs, batch_size, lr, latent_dim,
-                         threshold, score, seed, data_dir, **options)
+                         threshold, score, seed, data_dir, device=device, precision=precision, **options)
     _evaluate_and_save(detector, bundle, out / "eval", out / "eval" / "summary.json",
                        report_dir=out / "report", run_dir=out, seed=seed)
     log.info("run finished in %.0f s", time.perf_counter() - start)

@@ -26,7 +26,7 @@ from safetensors.numpy import save as save_numpy
 from safetensors.torch import save
 from tqdm.auto import tqdm
 
-from gonomaly import __version__
+from gonomaly import __version__, distributed
 from gonomaly.augment import augment_batch, parse_augment
 from gonomaly.choices import LOSSES
 from gonomaly.data.arrays import as_image_array
@@ -63,7 +63,8 @@ class ReconstructionDetector:
     def __init__(self, *, epochs: int = 5, batch_size: int = 128, lr: float | None = None,
                  threshold: str = "mean-std:2", score: str = "mse", seed: int = 0,
                  progress: bool = False, error_map: str = "l2", sigma: float = 0.0,
-                 top_k: int = 100, loss: str = "l2", augment: str = ""):
+                 top_k: int = 100, loss: str = "l2", augment: str = "", device: str = "cpu",
+                 precision: str = "fp32"):
         self.epochs = epochs
         self.score = score
         self.batch_size = batch_size
@@ -71,6 +72,8 @@ class ReconstructionDetector:
         self.threshold = threshold
         self.seed = seed
         self.progress = progress
+        self.device = device  # where to train and score; like progress, not saved
+        self.precision = precision  # fp32, or bf16 autocast for training on CUDA
         # Pixel anomaly maps: the error per pixel (l2 or ssim), Gaussian-smoothed by sigma
         # pixels; score "max" / "topk" read the smoothed map (top_k pixels for "topk").
         self.error_map = error_map
@@ -120,6 +123,11 @@ class ReconstructionDetector:
             raise GonomalyError("epochs, batch size and learning rate must be positive")
         if checkpoint_dir is None and (resume or checkpoint_every or checkpoint_minutes):
             raise GonomalyError("resume and periodic checkpoints need a checkpoint_dir")
+        world = distributed.world()
+        if world.distributed and checkpoint_dir is not None:
+            raise GonomalyError(f"checkpoints and resume are not supported in a distributed "
+                                f"training (world size {world.size}); train without them")
+        distributed.check_precision(self.precision, distributed.resolve_device(self.device))
         self.image_shape_ = tuple(int(s) for s in x.shape[1:])
         self._checkpoint_dir = None  # where save() may remove a finished training's checkpoint
         checkpoints = None
@@ -136,7 +144,9 @@ class ReconstructionDetector:
         self.training_stats_ = {
             "epochs": self.epochs, "steps": len(self.loss_history_), "n_train": n,
             "seconds": round(seconds, 3), "images_per_s": round(self.epochs * n / seconds, 1),
-            "final_loss": self.loss_history_[-1],
+            "final_loss": self.loss_history_[-1], "device": str(self.model_device_),
+            "precision": self.precision, "world_size": world.size,
+            "global_batch_size": self.batch_size * world.size,
         }
         self._fit_scoring(x.numpy())
         self._set_threshold(rule)
@@ -152,10 +162,16 @@ class ReconstructionDetector:
         recomputes, skipping the steps already done.
         """
         torch.manual_seed(self.seed)
-        self.model_ = self._build_model(self.image_shape_)
+        self.model_ = self._build_model(self.image_shape_)  # on the CPU: the same on every device
+        self.model_device_ = distributed.resolve_device(self.device)
+        self.model_.to(self.model_device_)
         optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
         order_rng = torch.Generator().manual_seed(self.seed)
-        n, steps_per_epoch = len(x), -(-len(x) // self.batch_size)
+        # Under torchrun: DDP, and this rank's share of the global batches (batch_size x world).
+        trainer = distributed.TrainingStep(self.model_, len(x), self.batch_size, self.model_device_,
+                                           self.precision, self.seed, loss=self._training_loss)
+        global_batch = self.batch_size * trainer.world.size
+        n, steps_per_epoch = len(x), -(-len(x) // global_batch)
         done = Progress()
         if resume:
             state = checkpoints.load()
@@ -170,24 +186,26 @@ class ReconstructionDetector:
         start = time.perf_counter()
         elapsed = lambda: done.elapsed_s + time.perf_counter() - start  # noqa: E731
         with StopSignals(enabled=checkpoints is not None) as stop, \
-                tqdm(total=self.epochs * n, unit="img", unit_scale=True, disable=not self.progress,
+                tqdm(total=self.epochs * n, unit="img", unit_scale=True,
+                     disable=not (self.progress and trainer.world.main),
                      initial=min(done.epoch * n + done.step * self.batch_size, self.epochs * n),
                      desc=f"train {self.model_name}", dynamic_ncols=True) as bar:
             for epoch in range(done.epoch, self.epochs):
                 epoch_rng_state = order_rng.get_state()  # before this epoch's permutation
                 order = torch.randperm(n, generator=order_rng)
                 for step in range(done.step if epoch == done.epoch else 0, steps_per_epoch):
-                    batch = augment_batch(x[order[step * self.batch_size:(step + 1) * self.batch_size]],
+                    batch = augment_batch(x[trainer.indices(order, step, self.batch_size)],
                                           self.augment, self.seed, len(self.loss_history_))
                     # Outer loss: per-sample sum over pixels, mean over the batch. Only the
                     # optimiser sees the batch mean; each latent depends on its own image.
-                    loss = self._training_loss(batch).mean()
+                    count = trainer.global_count(step)
+                    loss = trainer.loss(batch, count)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    value = loss.item()
+                    value = trainer.value(loss)
                     self.loss_history_.append(value)
-                    bar.update(len(batch))
+                    bar.update(count)
                     bar.set_postfix(epoch=f"{epoch + 1}/{self.epochs}", loss=f"{value:.3f}",
                                     refresh=False)
                     # The step is complete: only now may a stop request or a checkpoint act.
@@ -238,14 +256,15 @@ class ReconstructionDetector:
     def resume(directory: str | Path, images, *, checkpoint_every: int | None = None,
                checkpoint_minutes: float | None = None, progress: bool = False,
                on_step: Callable[[StepInfo], bool | None] | None = None,
-               checkpoint_metadata: dict[str, Any] | None = None) -> "ReconstructionDetector":
+               checkpoint_metadata: dict[str, Any] | None = None, device: str = "cpu",
+               precision: str = "fp32") -> "ReconstructionDetector":
         """Continue the interrupted training in ``directory`` on the same ``images``: the
         detector's class and hyper-parameters come from the checkpoint (and so does the
         metadata kept in later checkpoints, unless ``checkpoint_metadata`` replaces it)."""
         config = read_checkpoint_config(directory)
         detector = _detector_from_config(config, Path(directory) / RESUME_DIR / PROGRESS_FILE,
                                          config.get("threshold"))
-        detector.progress = progress
+        detector.progress, detector.device, detector.precision = progress, device, precision
         return detector.fit(images, checkpoint_dir=directory, resume=True,
                             checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
                             checkpoint_metadata=checkpoint_metadata or config.get("metadata"),
@@ -272,6 +291,17 @@ class ReconstructionDetector:
         self.threshold_ = rule.fit(self.train_errors_)
 
     # -- scoring -----------------------------------------------------------------------------
+    def to(self, device: str | torch.device) -> "ReconstructionDetector":
+        """Score (and train again) on ``device``: cpu, cuda or auto. Returns self."""
+        self._check_fitted()
+        self.model_device_ = distributed.resolve_device(device)
+        self.device = str(device)
+        self.model_.to(self.model_device_)
+        return self
+
+    def _device(self) -> torch.device:
+        return getattr(self, "model_device_", torch.device("cpu"))
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise GonomalyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
@@ -285,13 +315,14 @@ class ReconstructionDetector:
                 f"{self.image_shape_}"
             )
         self.model_.eval()
+        device = self._device()
         if getattr(self.model_, "closed_form", False) is None:
             self.model_.prepare_closed_form()  # once after fit or load: exact and ~3x faster
         with tqdm(total=len(x), unit="img", unit_scale=True, desc=f"score {self.model_name}",
                   disable=not self.progress or len(x) < 5000, dynamic_ncols=True,
                   leave=False) as bar:
             for start in range(0, len(x), SCORE_BATCH_SIZE):
-                yield torch.from_numpy(x[start:start + SCORE_BATCH_SIZE])
+                yield torch.from_numpy(x[start:start + SCORE_BATCH_SIZE]).to(device)
                 bar.update(min(SCORE_BATCH_SIZE, len(x) - start))
 
     @torch.no_grad()
@@ -304,7 +335,7 @@ class ReconstructionDetector:
             raise GonomalyError(f"{self.model_name}: renders only at its training size "
                                 f"{self.image_shape_[1]}x{self.image_shape_[2]}, not {size} "
                                 f"(the implicit GON renders at any size)")
-        return np.concatenate([self.model_(b).numpy() for b in self._batches(images, "images")])
+        return np.concatenate([self.model_(b).cpu().numpy() for b in self._batches(images, "images")])
 
     def _maps(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw and the smoothed anomaly maps of a batch, (B, H, W) each."""
@@ -315,7 +346,7 @@ class ReconstructionDetector:
     def anomaly_map(self, images) -> np.ndarray:
         """Per-pixel error at the input resolution, (N, H, W): the squared error averaged over
         channels (or 1 - SSIM with ``error_map="ssim"``), Gaussian-smoothed by ``sigma``."""
-        return np.concatenate([self._maps(b)[1].numpy() for b in self._batches(images, "images")])
+        return np.concatenate([self._maps(b)[1].cpu().numpy() for b in self._batches(images, "images")])
 
     def _batch_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return reconstruction_features(batch, self.model_(batch))
@@ -324,7 +355,7 @@ class ReconstructionDetector:
     def features(self, images) -> dict[str, np.ndarray]:
         """Per-image scalar features that the fused score combines (see ``gonomaly.scoring``)."""
         parts = [self._batch_features(b) for b in self._batches(images, "images")]
-        return {k: np.concatenate([p[k].double().numpy() for p in parts]) for k in parts[0]}
+        return {k: np.concatenate([p[k].double().cpu().numpy() for p in parts]) for k in parts[0]}
 
     @torch.no_grad()
     def score_samples(self, images) -> np.ndarray:
@@ -334,7 +365,7 @@ class ReconstructionDetector:
         negative log density of the image's features among normals."""
         if self.score == "fused":
             return self.scorer_.score(self.features(images))
-        errors = [map_score(*self._maps(b), self.score, self.top_k).numpy()
+        errors = [map_score(*self._maps(b), self.score, self.top_k).cpu().numpy()
                   for b in self._batches(images, "images")]
         return np.concatenate(errors).astype(np.float64)
 
@@ -358,7 +389,7 @@ class ReconstructionDetector:
         """
         self._check_fitted()
         directory = Path(directory)
-        state = {k: v.detach().contiguous() for k, v in self.model_.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
         files = {WEIGHTS_FILE: save(state), HISTORY_FILE: _json_bytes({"loss": self.loss_history_})}
         buffer = io.BytesIO()
         np.save(buffer, self.train_errors_, allow_pickle=False)
@@ -660,7 +691,7 @@ class LatentDetector(ReconstructionDetector):
     @torch.no_grad()
     def encode(self, images) -> np.ndarray:
         """Latents (N, latent_dim): gradient-origin latents (GON), posterior means (VGON, VAE)."""
-        return np.concatenate([self.model_.encode(b).numpy() for b in self._batches(images, "images")])
+        return np.concatenate([self.model_.encode(b).cpu().numpy() for b in self._batches(images, "images")])
 
     def _fit_scoring(self, train: np.ndarray) -> None:
         self.latent_gaussian_ = LatentGaussian.fit(self.encode(train))
@@ -671,7 +702,7 @@ class LatentDetector(ReconstructionDetector):
         features = reconstruction_features(batch, self.model_.decode(z))
         features.update(self._origin_features(batch))
         features["latent_norm"] = z.norm(dim=1)
-        features["latent_distance"] = torch.from_numpy(self.latent_gaussian_.mahalanobis(z.numpy()))
+        features["latent_distance"] = torch.from_numpy(self.latent_gaussian_.mahalanobis(z.cpu().numpy()))
         return features
 
     def _origin_features(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -685,7 +716,8 @@ class LatentDetector(ReconstructionDetector):
         rng = np.random.default_rng(self.seed if seed is None else seed)
         z = (rng.standard_normal((n, self.latent_dim)) if self.sample_from_prior
              else self.latent_gaussian_.sample(n, rng))
-        return self.model_.eval().decode(torch.from_numpy(z.astype(np.float32))).numpy()
+        z = torch.from_numpy(z.astype(np.float32)).to(self._device())
+        return self.model_.eval().decode(z).cpu().numpy()
 
     @torch.no_grad()
     def interpolate(self, a, b, steps: int = 8) -> np.ndarray:
@@ -697,7 +729,7 @@ class LatentDetector(ReconstructionDetector):
             z = (1 - t) * za + t * zb
         else:
             z = (torch.sin((1 - t) * angle) * za + torch.sin(t * angle) * zb) / torch.sin(angle)
-        return self.model_.decode(z.float()).numpy()
+        return self.model_.decode(z.float().to(self._device())).cpu().numpy()
 
     def _scoring_state(self) -> dict[str, np.ndarray]:
         return {**super()._scoring_state(), **self.latent_gaussian_.state("latent.")}

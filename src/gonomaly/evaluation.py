@@ -32,8 +32,12 @@ class Evaluation:
         return directory
 
 
-def evaluate(detector, data: DataBundle, model_name: str | None = None) -> Evaluation:
-    scores = detector.score_samples(data.test.images)
+def evaluate(detector, data: DataBundle, model_name: str | None = None,
+             scores: np.ndarray | None = None) -> Evaluation:
+    """Metrics of the detector on ``data.test``; ``scores``: its scores when already computed
+    (by the ranks of a distributed evaluation)."""
+    if scores is None:
+        scores = detector.score_samples(data.test.images)
     metrics = {"model": model_name or detector.model_name, "dataset": data.spec,
                "source": data.source,
                **image_metrics(data.test.labels, scores, detector.threshold_, data.test.groups)}

@@ -7,6 +7,7 @@ its reconstruction loss at the origin, z = -d/dz0 ||F(z0) - x||^2 at z0 = 0, and
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -20,7 +21,9 @@ def gradient_origin_latent(decoder: nn.Module, x: torch.Tensor, latent_dim: int,
     independent of the batch (a batch mean would scale every latent by 1/batch size), and the
     decoder has no layer that mixes samples, so a latent depends on its own image alone.
     """
-    with torch.enable_grad():  # scoring runs under no_grad, but the encoder is a gradient
+    # Scoring runs under no_grad, but the encoder is a gradient; under mixed precision the
+    # gradient-origin step stays in float32 (it is a difference of nearly equal images).
+    with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
         z0 = torch.zeros(x.shape[0], latent_dim, dtype=x.dtype, device=x.device, requires_grad=True)
         inner_loss = (decoder(z0) - x).pow(2).sum()
         (grad,) = torch.autograd.grad(inner_loss, z0, create_graph=create_graph)
@@ -66,14 +69,15 @@ class ConvGONDecoder(nn.Module):
         return self.net(z[:, :, None, None])
 
 
-def origin_linearisation(decoder: nn.Module, latent_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def origin_linearisation(decoder: Callable[[torch.Tensor], torch.Tensor], latent_dim: int,
+                         device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """F(0) flattened (P,) and J = dF/dz at 0 (P, Z), differentiable in the weights.
 
     Forward mode costs one pass per latent dimension, at batch size 1: far less than the
     backward pass per image that autograd's gradient step costs. (Its first use loads torch's
     own decompositions through the deprecated torch.jit.script.)
     """
-    origin = torch.zeros(latent_dim)
+    origin = torch.zeros(latent_dim, device=device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
         jacobian = torch.func.jacfwd(lambda z: decoder(z[None])[0].flatten())(origin)
@@ -132,11 +136,12 @@ class GradientOriginNetwork(nn.Module):
 
     def origin_terms(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """F(0) (P,), J (P, Z) and dP/dz0 at 0 (Z,), differentiable in the weights."""
-        image, jacobian = origin_linearisation(self.inner_decoder, self.latent_dim)
-        origin = torch.zeros(1, self.latent_dim, requires_grad=True)
+        device = next(self.parameters()).device
+        image, jacobian = origin_linearisation(self.inner_decoder, self.latent_dim, device)
+        origin = torch.zeros(1, self.latent_dim, device=image.device, requires_grad=True)
         penalty = self.inner_penalty(origin)
         if penalty is None:
-            return image, jacobian, torch.zeros(self.latent_dim)
+            return image, jacobian, torch.zeros(self.latent_dim, device=image.device)
         (offset,) = torch.autograd.grad(penalty.sum(), origin, create_graph=True)
         return image, jacobian, offset[0]
 
@@ -182,12 +187,13 @@ class GradientOriginNetwork(nn.Module):
         weights: the same latent and the same weight gradients as autograd with
         create_graph=True (the definition, which the tests compare against), at a cost that
         does not grow with the batch size."""
-        image, jacobian, offset = self.origin_terms()
-        return 2 * (x.flatten(1) - image) @ jacobian - offset
+        with torch.autocast(x.device.type, enabled=False):  # the step in float32, always
+            image, jacobian, offset = self.origin_terms()
+            return 2 * (x.flatten(1) - image) @ jacobian - offset
 
     def training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample squared error summed over pixels, back-propagating through the step."""
-        return (self.training_reconstruction(x) - x).pow(2).flatten(1).sum(1)
+        return (self.training_reconstruction(x).float() - x).pow(2).flatten(1).sum(1)
 
     def training_reconstruction(self, x: torch.Tensor) -> torch.Tensor:
         """x_hat through the closed-form gradient step, differentiable in the weights (for
@@ -197,7 +203,7 @@ class GradientOriginNetwork(nn.Module):
     def autograd_training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """The training loss by definition: the inner gradient by autograd, create_graph=True."""
         x_hat = self.decode(self.encode(x, create_graph=True))
-        return (x_hat - x).pow(2).flatten(1).sum(1)
+        return (x_hat.float() - x).pow(2).flatten(1).sum(1)
 
 
 class ConvGON(GradientOriginNetwork):
