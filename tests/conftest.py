@@ -33,6 +33,18 @@ def trained_gon(mnist_small):
     return GONDetector(epochs=3, batch_size=32, seed=0).fit(train)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module's tests (timing-sensitive signals, or subprocess ranks that
+    share the two cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

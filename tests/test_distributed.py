@@ -27,12 +27,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GONOMALY_O
 TRAIN_SPEC = "mnist:n_train=197"  # 197 = 3 x 64 + 5: the last global batch splits 3 + 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def free_port() -> int:

@@ -32,12 +32,7 @@ TRAIN_ARGS = ["--data", SPEC, "--epochs", "2", "--batch-size", "32", "--seed", "
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GONOMALY_OFFLINE": "1"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
