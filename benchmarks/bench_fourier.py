@@ -11,18 +11,10 @@ last 10 steps, and the reconstruction MSE of the first 500 test digits.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import gonomaly  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("GONOMALY_DATA", str(ROOT.parent / "shared" / "data"))
+import _setup  # noqa: F401  (src/ on the path, the GONOMALY_DATA default)
 
 from gonomaly import ImplicitGONDetector  # noqa: E402
 from gonomaly.data import load_data  # noqa: E402

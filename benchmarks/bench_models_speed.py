@@ -10,20 +10,12 @@ real MNIST digits, after one warm-up step), and the seconds per epoch of 2,000 d
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import gonomaly  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("GONOMALY_DATA", str(ROOT.parent / "shared" / "data"))
+import _setup  # noqa: F401  (src/ on the path, the GONOMALY_DATA default)
 
 from gonomaly.data import load_data  # noqa: E402
 from gonomaly.detector import DETECTORS  # noqa: E402

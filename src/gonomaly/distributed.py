@@ -218,11 +218,12 @@ class TrainingStep:
         self.device = device
         self.precision = precision
         self.sampler = GlobalBatchSampler(n, batch_size, self.world)
-        self.loss_fn = getattr(model, loss) if isinstance(loss, str) else loss
+        per_sample = _PerSampleLoss(model, loss)
+        self.loss_fn = per_sample.loss
         self.ddp = None
         if self.world.distributed:
             self.ddp = nn.parallel.DistributedDataParallel(
-                _PerSampleLoss(model, loss), device_ids=[device] if device.type == "cuda" else None)
+                per_sample, device_ids=[device] if device.type == "cuda" else None)
             torch.manual_seed(rank_seed(seed, self.world.rank))
         self.model = model
         self._sums = None
