@@ -37,3 +37,8 @@ def as_image_array(images, name: str = "images") -> np.ndarray:
     if low < -1e-6 or high > 1 + 1e-6:
         raise GonomalyError(f"{name}: float pixels must lie in [0, 1], found [{low:.3g}, {high:.3g}]")
     return np.clip(array, 0.0, 1.0)
+
+
+def unit_float(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float32 in [0, 1] (divided by 255, the same shape)."""
+    return images.astype(np.float32) / np.float32(255.0)

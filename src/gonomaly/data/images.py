@@ -42,6 +42,19 @@ def collect_image_paths(paths: list[str | Path]) -> list[Path]:
     return found
 
 
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (not recursive), sorted; none if it is no folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def cannot_read_image(path: Path, exc: Exception) -> GonomalyError:
+    """The one-line error for a file that Pillow cannot open or decode (it raises many types)."""
+    message = " ".join(str(exc).split())[:300]
+    return GonomalyError(f"{path}: cannot read image ({message or type(exc).__name__})")
+
 # Pillow's modes for 16-bit greyscale; 32-bit "I" (how some formats hold them) is read alike.
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")

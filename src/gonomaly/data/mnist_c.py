@@ -1,22 +1,32 @@
-"""MNIST-C in its published layout: ``ROOT/<corruption>/test_images.npy`` and ``test_labels.npy``.
+"""MNIST-C: the SPEC kind ``mnist-c[:corruptions=fog,stripe][,n_train=N][,n_test=N][,root=DIR]``,
+and the published layout: ``ROOT/<corruption>/test_images.npy`` and ``test_labels.npy``.
 
 gonomaly generates the corruptions itself (see ``corruptions``); this module writes them in that
-layout for other tools, and reads the layout back, for users who have the published files.
+layout for other tools, and reads the layout back (``root=``), for users who have the published
+files. The test set: the clean test digits (normal), then each corruption of them (anomalous).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from gonomaly.data.corruptions import IDENTITY, corrupt
+from gonomaly.data.arrays import unit_float
+from gonomaly.data.base import NORMAL_GROUP, DataBundle, DataSpec, ImageSet
+from gonomaly.data.corruptions import ALL_CORRUPTIONS, IDENTITY, SEED_CORRUPTIONS, corrupt
+from gonomaly.data.registry import DatasetKind, register
+from gonomaly.data.sources import load_digits
 from gonomaly.errors import GonomalyError
 from gonomaly.io import atomic_write_bytes
 
+log = logging.getLogger("gonomaly")
+
 IMAGES_FILE = "test_images.npy"
 LABELS_FILE = "test_labels.npy"
+DEFAULT_N_TEST = 2000  # clean test digits, each also corrupted once per corruption
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -80,3 +90,48 @@ def read_mnist_c(root: str | Path, names: list[str]) -> tuple[np.ndarray, dict[s
             raise GonomalyError(f"{root / name / IMAGES_FILE}: {len(array)} images, "
                                 f"identity has {len(clean)}")
     return clean, corrupted
+
+
+def _corruption_names(spec: DataSpec) -> list[str]:
+    names = (spec.options["corruptions"].split(",") if "corruptions" in spec.options
+             else list(SEED_CORRUPTIONS))
+    unknown = [n for n in names if n not in ALL_CORRUPTIONS]
+    if unknown:
+        raise spec.error(f"unknown corruption(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(ALL_CORRUPTIONS)})")
+    return names
+
+
+def _labelled_test_set(clean: np.ndarray, corrupted: dict[str, np.ndarray], names: list[str],
+                       n_test: int) -> ImageSet:
+    parts = [clean] + [corrupted[n][:n_test] for n in names]
+    group_names = [NORMAL_GROUP, *names]
+    labels = np.concatenate([np.zeros(len(clean), np.int64)] + [np.ones(len(p), np.int64) for p in parts[1:]])
+    groups = np.concatenate([np.full(len(p), g, dtype=object) for p, g in zip(parts, group_names)])
+    ids = [f"{g}[{i}]" for p, g in zip(parts, group_names) for i in range(len(p))]
+    return ImageSet(unit_float(np.concatenate(parts))[:, None], labels, groups, ids)
+
+
+def load_mnist_c(spec: DataSpec, data_dir, seed: int, image_size: int | None) -> list[DataBundle]:
+    """The one bundle of an MNIST-C SPEC: corruptions read from ``root=`` or generated with
+    ``seed`` (``image_size`` is unused)."""
+    digits = load_digits("mnist", data_dir)
+    names = _corruption_names(spec)
+    train_images = digits.train_images[: spec.int_option("n_train", None)]
+    n_test = spec.int_option("n_test", DEFAULT_N_TEST)
+    if "root" in spec.options:
+        clean, corrupted = read_mnist_c(spec.options["root"], names)
+        clean = clean[:n_test]
+        source = f"{spec.options['root']} (MNIST-C files)"
+    else:
+        clean = digits.test_images[:n_test]
+        corrupted = {name: corrupt(clean, name, seed) for name in names}
+        source = f"{digits.source}, corruptions generated with seed {seed}"
+    test = _labelled_test_set(clean, corrupted, names, n_test)
+    log.info("mnist-c: %d clean + %d x %d corrupted test digits", len(clean), len(names), len(clean))
+    return [DataBundle(spec.text, unit_float(train_images)[:, None], test, source,
+                       {"kind": "mnist-c", "corruptions": names, "n_train": len(train_images),
+                        "n_test_clean": len(clean)})]
+
+
+register(DatasetKind("mnist-c", load_mnist_c, options=frozenset({"corruptions", "n_train", "n_test", "root"})))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gonomaly.data.cache import cache_dir
 from gonomaly.data.idx import read_images, read_labels
 from gonomaly.errors import GonomalyError
 from gonomaly.io import atomic_write_bytes
@@ -80,11 +81,6 @@ class Digits:
     test_images: np.ndarray
     test_labels: np.ndarray
     source: str
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gonomaly"
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
