@@ -21,7 +21,7 @@ class DatasetKind:
     """How one SPEC kind is written and loaded.
 
     ``options``: the ``key=value`` options it takes. ``takes_root``: ``kind:ROOT`` names a folder
-    (``options["root"]``) whenever the SPEC has no ``key=value`` option the kind knows of;
+    (``options["root"]``) when the kind takes no ``key=value`` options or the SPEC holds no '=';
     ``flags``: trailing ``:flag`` words after the root (``mvtec:ROOT:pooled``), each set to "1".
     """
 

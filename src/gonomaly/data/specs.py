@@ -18,9 +18,13 @@ import gonomaly.data.folder  # noqa: F401
 import gonomaly.data.mnist  # noqa: F401
 import gonomaly.data.mnist_c  # noqa: F401
 import gonomaly.data.mvtec  # noqa: F401
-from gonomaly.data.base import DataBundle, DataSpec
+from gonomaly.data.base import NORMAL_GROUP, DataBundle, DataSpec, ImageSet
 from gonomaly.data.registry import KINDS, DatasetKind
 from gonomaly.errors import GonomalyError
+
+# NORMAL_GROUP and ImageSet live in gonomaly.data.base (import them from gonomaly.data); they stay
+# importable from here for the modules that imported them from specs before the package was layered.
+__all__ = ["NORMAL_GROUP", "DataBundle", "DataSpec", "ImageSet", "load_bundles", "load_data", "parse_spec"]
 
 
 def _parse_root(kind: DatasetKind, rest: str, text: str) -> DataSpec:
