@@ -33,7 +33,12 @@ from safetensors.torch import save as save_tensors
 
 from gonomaly.errors import GonomalyError
 from gonomaly.integrity import (
-    MAX_JSON_BYTES, check_tensors, load_safetensors, parse_json, read_bytes, sha256_bytes,
+    MAX_JSON_BYTES,
+    check_tensors,
+    load_safetensors,
+    parse_json,
+    read_bytes,
+    sha256_bytes,
     tensor_signature,
 )
 from gonomaly.io import fsync_dir, write_synced

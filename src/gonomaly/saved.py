@@ -26,14 +26,24 @@ from gonomaly import __version__
 from gonomaly.checkpoint import PROGRESS_FILE, RESUME_DIR, load_checkpoint
 from gonomaly.errors import GonomalyError
 from gonomaly.integrity import (
-    check_tensors, load_safetensors, parse_json, read_float_vector, safetensors_header, sha256_bytes,
+    check_tensors,
+    load_safetensors,
+    parse_json,
+    read_float_vector,
+    safetensors_header,
+    sha256_bytes,
 )
 from gonomaly.io import json_bytes
 from gonomaly.scores import scorer_class
 from gonomaly.scores.features import LatentGaussian
 from gonomaly.scores.graph import feature_names
 from gonomaly.store import (
-    CHECKPOINT_FORMAT, HISTORY_FILE, SCORING_FILE, TRAIN_ERRORS_FILE, WEIGHTS_FILE, RunReader,
+    CHECKPOINT_FORMAT,
+    HISTORY_FILE,
+    SCORING_FILE,
+    TRAIN_ERRORS_FILE,
+    WEIGHTS_FILE,
+    RunReader,
 )
 from gonomaly.thresholds import ThresholdRule
 

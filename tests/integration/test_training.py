@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from gonomaly import GONDetector, GonomalyError, ReconstructionDetector
-from cli_helpers import run_cli
-from gonomaly.errors import TrainingInterrupted
 from gonomaly.checkpoint import NEW_RESUME_DIR, OLD_RESUME_DIR, RESUME_DIR, has_checkpoint, load_checkpoint
+from gonomaly.errors import TrainingInterrupted
 from gonomaly.lock import RunLock
 
 RUN_FILES = ["config.json", "history.json", "model.safetensors", "scoring.safetensors",
@@ -172,14 +172,14 @@ def test_sigkill_at_random_times_never_breaks_resume(reference, tmp_path):
     process = cli("train", *TRAIN_ARGS, "--out", str(run), "--checkpoint-every", "1")
     for round_ in range(6):
         before = progress_step(run)
-        wait_for(lambda: progress_step(run) > before or process.poll() is not None,
+        wait_for(lambda: progress_step(run) > before or process.poll() is not None,  # noqa: B023
                  what="progress", process=None)
         if process.poll() is not None:
             break
         if round_ % 2:  # at a random moment
             time.sleep(rng.uniform(0, 0.15))
         else:  # as soon as the next checkpoint is being written
-            wait_for(lambda: (run / NEW_RESUME_DIR).exists() or process.poll() is not None,
+            wait_for(lambda: (run / NEW_RESUME_DIR).exists() or process.poll() is not None,  # noqa: B023
                      what="a checkpoint write")
         process.kill()
         process.wait()
@@ -250,7 +250,7 @@ def test_concurrent_saves_and_kills_never_break_load(two_runs, tmp_path):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(two_runs["a"]),
                                    str(two_runs["b"]), str(target), "100000"], env=ENV)
         mtime = (target / "config.json").stat().st_mtime_ns
-        wait_for(lambda: (target / "config.json").stat().st_mtime_ns != mtime, what="a save")
+        wait_for(lambda: (target / "config.json").stat().st_mtime_ns != mtime, what="a save")  # noqa: B023 - waited for at once
         time.sleep(rng.uniform(0, 0.1))
         writer.kill()
         writer.wait()
@@ -408,7 +408,8 @@ def test_a_second_writer_fails_at_once(tmp_path):
         second = subprocess.run([sys.executable, "-m", "gonomaly.cli", "train", "--resume", str(run)],
                                 env=ENV, capture_output=True, text=True, timeout=120)
         assert second.returncode == 1
-        assert second.stderr.strip() == f"gonomaly: error: {run}: in use by another gonomaly process (pid {os.getpid()})"
+        expected = f"gonomaly: error: {run}: in use by another gonomaly process (pid {os.getpid()})"
+        assert second.stderr.strip() == expected
     assert not (run / ".lock").exists()
 
 

@@ -5,7 +5,7 @@ import below.
 """
 
 from gonomaly.scores import fused, maximum, mse, topk  # noqa: F401 - each registers its score
-from gonomaly.scores.base import SCORERS, Scorer, ScoreInputs, register, scorer_class
+from gonomaly.scores.base import SCORERS, ScoreInputs, Scorer, register, scorer_class
 from gonomaly.scores.maps import ERROR_MAPS
 
 MAP_SCORES = tuple(name for name, cls in SCORERS.items() if cls.reads_smoothed_map)

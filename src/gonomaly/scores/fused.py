@@ -17,7 +17,7 @@ from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from gonomaly.errors import GonomalyError
-from gonomaly.scores.base import Scorer, ScoreInputs, register
+from gonomaly.scores.base import ScoreInputs, Scorer, register
 from gonomaly.scores.features import whitening
 
 LOG_EPS = 1e-6  # keeps the log of a zero feature finite

@@ -9,9 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gonomaly.scores.base import Scorer, ScoreInputs
+from gonomaly.scores.base import ScoreInputs, Scorer
 from gonomaly.scores.features import (
-    LATENT_FEATURES, ORIGIN_FEATURES, RECONSTRUCTION_FEATURES, LatentGaussian, reconstruction_features,
+    LATENT_FEATURES,
+    ORIGIN_FEATURES,
+    RECONSTRUCTION_FEATURES,
+    LatentGaussian,
+    reconstruction_features,
 )
 from gonomaly.scores.maps import error_map, gaussian_smooth
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from gonomaly.scores.base import Scorer, ScoreInputs, register
+from gonomaly.scores.base import ScoreInputs, Scorer, register
 
 
 @register

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from gonomaly.scores.base import Scorer, ScoreInputs, register
+from gonomaly.scores.base import ScoreInputs, Scorer, register
 
 
 @register

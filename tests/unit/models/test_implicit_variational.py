@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from gonomaly import (GONDetector, GonomalyError, ImplicitGONDetector, ReconstructionDetector,
-                      VAEDetector, VariationalGONDetector)
+from gonomaly import (
+    GONDetector,
+    GonomalyError,
+    ImplicitGONDetector,
+    ReconstructionDetector,
+    VAEDetector,
+    VariationalGONDetector,
+)
 from gonomaly.errors import TrainingInterrupted
 from gonomaly.export import export_onnx
 from gonomaly.models import ImplicitGON, VariationalGON
@@ -33,8 +39,8 @@ def fitted(request, mnist_small):
 def test_siren_initialisation_ranges():
     torch.manual_seed(0)
     layers = ImplicitGON((1, 28, 28), latent_dim=32, width=256).decoder.layers
-    assert [l.in_features for l in layers] == [34, 256, 256, 256, 256]
-    assert [l.out_features for l in layers] == [256, 256, 256, 256, 1]
+    assert [layer.in_features for layer in layers] == [34, 256, 256, 256, 256]
+    assert [layer.out_features for layer in layers] == [256, 256, 256, 256, 1]
     for i, layer in enumerate(layers):
         bound = 1 / layer.in_features if i == 0 else math.sqrt(6 / layer.in_features) / W0
         w = layer.weight.detach()

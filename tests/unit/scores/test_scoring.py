@@ -7,8 +7,8 @@ from skimage.metrics import structural_similarity
 
 from gonomaly import ReconstructionDetector
 from gonomaly.data.corruptions import corrupt
-from gonomaly.metrics import image_metrics
 from gonomaly.errors import GonomalyError
+from gonomaly.metrics import image_metrics
 from gonomaly.scores import SCORERS, ScoreInputs, scorer_class
 from gonomaly.scores.features import LatentGaussian
 from gonomaly.scores.fused import FusedScorer
