@@ -39,7 +39,91 @@ MAX_SIDE = saved.MAX_SIDE
 SIZE = integer(1, 1 << 16)
 
 
-class ReconstructionDetector(Estimator):
+class DetectorScoring:
+    """The scoring half of a fitted detector (split from ``ReconstructionDetector`` to keep each
+    class short): everything goes through ``scoring_graph``, batch by batch."""
+
+    model_name: ClassVar[str]
+
+    def to(self, device: str | torch.device) -> "ReconstructionDetector":
+        """Score (and train again) on ``device``: cpu, cuda or auto. Returns self."""
+        self._check_fitted()
+        self.model_device_ = distributed.resolve_device(device)
+        self.device = str(device)
+        self.model_.to(self.model_device_)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise GonomalyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+
+    def scoring_graph(self) -> ScoringGraph:
+        """The fitted scoring path as a torch module: images -> (scores, anomaly maps)."""
+        self._check_fitted()
+        self.model_.eval()
+        if getattr(self.model_, "closed_form", False) is None:
+            self.model_.prepare_closed_form()  # once after fit or load: exact and ~3x faster
+        return ScoringGraph(self.model_, getattr(self, "scorer_", None), self.error_map, self.sigma,
+                            self.latent_gaussian())
+
+    def _batches(self, images, graph: ScoringGraph, what: Callable[[torch.Tensor], Any]) -> list:
+        """``what`` of each scoring batch of ``images`` (checked against the model's shape)."""
+        x = as_image_array(images, "images")
+        if tuple(x.shape[1:]) != self.image_shape_:
+            raise GonomalyError(f"images: images of shape {tuple(x.shape[1:])} (C, H, W), the "
+                                f"model expects {self.image_shape_}")
+        device = getattr(self, "model_device_", torch.device("cpu"))
+        out = []
+        with torch.no_grad(), tqdm(total=len(x), unit="img", unit_scale=True, leave=False,
+                                   desc=f"score {self.model_name}", dynamic_ncols=True,
+                                   disable=not self.progress or len(x) < 5000) as bar:
+            for start in range(0, len(x), SCORE_BATCH_SIZE):
+                out.append(what(torch.from_numpy(x[start:start + SCORE_BATCH_SIZE]).to(device)))
+                bar.update(min(SCORE_BATCH_SIZE, len(x) - start))
+        return out
+
+    def reconstruct(self, images, size: int | tuple[int, int] | None = None) -> np.ndarray:
+        """Reconstructions (N, C, H, W) in [0, 1]. Only the implicit GON renders at another
+        ``size``; the others refuse it rather than resample."""
+        self._check_fitted()
+        wanted = None if size is None else tuple((size, size) if isinstance(size, int) else size)
+        if wanted is not None and wanted != tuple(self.image_shape_[1:]):
+            raise GonomalyError(f"{self.model_name}: renders only at its training size "
+                                f"{self.image_shape_[1]}x{self.image_shape_[2]}, not {size} "
+                                f"(the implicit GON renders at any size)")
+        graph = self.scoring_graph()
+        return np.concatenate(self._batches(images, graph, lambda b: graph.reconstruct(b)[0].cpu().numpy()))
+
+    def anomaly_map(self, images) -> np.ndarray:
+        """Per-pixel error at the input resolution, (N, H, W): the squared error averaged over
+        channels (or 1 - SSIM with ``error_map="ssim"``), Gaussian-smoothed by ``sigma``."""
+        graph = self.scoring_graph()
+        return np.concatenate(self._batches(
+            images, graph, lambda b: graph.maps(b, graph.reconstruct(b)[0])[1].cpu().numpy()))
+
+    def features(self, images) -> dict[str, np.ndarray]:
+        """Per-image scalar features that the fused score combines (see ``gonomaly.scores``)."""
+        graph = self.scoring_graph()
+        parts = self._batches(images, graph, lambda b: graph.features(b, *graph.reconstruct(b)))
+        return {k: np.concatenate([p[k].double().cpu().numpy() for p in parts]) for k in parts[0]}
+
+    def score_samples(self, images) -> np.ndarray:
+        """Per-image anomaly score, higher is more anomalous (see ``score`` and
+        ``gonomaly.scores``): the mean of the error map by default."""
+        graph = self.scoring_graph()
+        parts = self._batches(images, graph, lambda b: graph(b)[0].cpu().numpy())
+        return np.concatenate(parts).astype(np.float64)
+
+    def decision_function(self, images) -> np.ndarray:
+        """Score minus threshold: positive means anomalous (pyod's convention)."""
+        return self.score_samples(images) - self.threshold_
+
+    def predict(self, images) -> np.ndarray:
+        """1 for anomalous, 0 for normal."""
+        return (self.score_samples(images) > self.threshold_).astype(np.int64)
+
+
+class ReconstructionDetector(DetectorScoring, Estimator):
     """Training, scoring and thresholding through the trainer, the scorers and the store.
     Subclasses name the model (``model_name``, ``build_model``) and its ``defaults``."""
 
@@ -186,84 +270,6 @@ class ReconstructionDetector(Estimator):
 
     def latent_gaussian(self) -> LatentGaussian | None:
         return None
-
-    # -- scoring -----------------------------------------------------------------------------
-    def to(self, device: str | torch.device) -> "ReconstructionDetector":
-        """Score (and train again) on ``device``: cpu, cuda or auto. Returns self."""
-        self._check_fitted()
-        self.model_device_ = distributed.resolve_device(device)
-        self.device = str(device)
-        self.model_.to(self.model_device_)
-        return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise GonomalyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
-
-    def scoring_graph(self) -> ScoringGraph:
-        """The fitted scoring path as a torch module: images -> (scores, anomaly maps)."""
-        self._check_fitted()
-        self.model_.eval()
-        if getattr(self.model_, "closed_form", False) is None:
-            self.model_.prepare_closed_form()  # once after fit or load: exact and ~3x faster
-        return ScoringGraph(self.model_, getattr(self, "scorer_", None), self.error_map, self.sigma,
-                            self.latent_gaussian())
-
-    def _batches(self, images, graph: ScoringGraph, what: Callable[[torch.Tensor], Any]) -> list:
-        """``what`` of each scoring batch of ``images`` (checked against the model's shape)."""
-        x = as_image_array(images, "images")
-        if tuple(x.shape[1:]) != self.image_shape_:
-            raise GonomalyError(f"images: images of shape {tuple(x.shape[1:])} (C, H, W), the "
-                                f"model expects {self.image_shape_}")
-        device = getattr(self, "model_device_", torch.device("cpu"))
-        out = []
-        with torch.no_grad(), tqdm(total=len(x), unit="img", unit_scale=True, leave=False,
-                                   desc=f"score {self.model_name}", dynamic_ncols=True,
-                                   disable=not self.progress or len(x) < 5000) as bar:
-            for start in range(0, len(x), SCORE_BATCH_SIZE):
-                out.append(what(torch.from_numpy(x[start:start + SCORE_BATCH_SIZE]).to(device)))
-                bar.update(min(SCORE_BATCH_SIZE, len(x) - start))
-        return out
-
-    def reconstruct(self, images, size: int | tuple[int, int] | None = None) -> np.ndarray:
-        """Reconstructions (N, C, H, W) in [0, 1]. Only the implicit GON renders at another
-        ``size``; the others refuse it rather than resample."""
-        self._check_fitted()
-        wanted = None if size is None else tuple((size, size) if isinstance(size, int) else size)
-        if wanted is not None and wanted != tuple(self.image_shape_[1:]):
-            raise GonomalyError(f"{self.model_name}: renders only at its training size "
-                                f"{self.image_shape_[1]}x{self.image_shape_[2]}, not {size} "
-                                f"(the implicit GON renders at any size)")
-        graph = self.scoring_graph()
-        return np.concatenate(self._batches(images, graph, lambda b: graph.reconstruct(b)[0].cpu().numpy()))
-
-    def anomaly_map(self, images) -> np.ndarray:
-        """Per-pixel error at the input resolution, (N, H, W): the squared error averaged over
-        channels (or 1 - SSIM with ``error_map="ssim"``), Gaussian-smoothed by ``sigma``."""
-        graph = self.scoring_graph()
-        return np.concatenate(self._batches(
-            images, graph, lambda b: graph.maps(b, graph.reconstruct(b)[0])[1].cpu().numpy()))
-
-    def features(self, images) -> dict[str, np.ndarray]:
-        """Per-image scalar features that the fused score combines (see ``gonomaly.scores``)."""
-        graph = self.scoring_graph()
-        parts = self._batches(images, graph, lambda b: graph.features(b, *graph.reconstruct(b)))
-        return {k: np.concatenate([p[k].double().cpu().numpy() for p in parts]) for k in parts[0]}
-
-    def score_samples(self, images) -> np.ndarray:
-        """Per-image anomaly score, higher is more anomalous (see ``score`` and
-        ``gonomaly.scores``): the mean of the error map by default."""
-        graph = self.scoring_graph()
-        parts = self._batches(images, graph, lambda b: graph(b)[0].cpu().numpy())
-        return np.concatenate(parts).astype(np.float64)
-
-    def decision_function(self, images) -> np.ndarray:
-        """Score minus threshold: positive means anomalous (pyod's convention)."""
-        return self.score_samples(images) - self.threshold_
-
-    def predict(self, images) -> np.ndarray:
-        """1 for anomalous, 0 for normal."""
-        return (self.score_samples(images) > self.threshold_).astype(np.int64)
 
     # -- run folders --------------------------------------------------------------------------
     def save(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:

@@ -48,7 +48,7 @@ def _deconv(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) -> 
 class ConvGONDecoder(nn.Module):
     """F: latent (B, Z) -> image (B, C, H, W) in [0, 1].
 
-    28x28 is the seed's network, Z -> 4w -> 2w -> w -> C with w = 64 (100 -> 256 -> 128 -> 64 -> 1)
+    28x28 is the reference notebooks' network, Z -> 4w -> 2w -> w -> C with w = 64 (100 -> 256 -> 128 -> 64 -> 1)
     and ELU. Other square sizes (a power of two, 16 or more) start at 4x4 and double the
     resolution per stage, halving the width. No normalisation layer: BatchNorm couples the samples
     of a batch and its running statistics are polluted by the z0 pass, and per-sample norms divide
