@@ -3,7 +3,11 @@
 __version__ = "0.1.0"
 
 from gonomaly.detector import (  # noqa: E402
-    CAEDetector, GONDetector, ImplicitGONDetector, ReconstructionDetector, VAEDetector,
+    CAEDetector,
+    GONDetector,
+    ImplicitGONDetector,
+    ReconstructionDetector,
+    VAEDetector,
     VariationalGONDetector,
 )
 from gonomaly.errors import GonomalyError  # noqa: E402

@@ -1,8 +1,7 @@
-"""Atomic file writes and hashing: a crash never leaves a half-written result behind."""
+"""Atomic file writes and JSON encoding: a crash never leaves a half-written result behind."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -34,9 +32,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def json_bytes(obj: Any) -> bytes:
+    """Indented UTF-8 JSON with a final newline; numpy values and paths become plain JSON."""
+    return (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, json_bytes(obj))
 
 
 def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
@@ -48,14 +50,6 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -64,3 +58,24 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write a new file and fsync it (for files that a later rename publishes)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

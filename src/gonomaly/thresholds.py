@@ -11,7 +11,7 @@ from gonomaly.errors import GonomalyError
 
 @dataclass(frozen=True)
 class ThresholdRule:
-    """``mean-std:K`` (mean + K * std, the seed's with K = 2), ``quantile:Q`` or ``value:X``."""
+    """``mean-std:K`` (mean + K * std, the reference notebooks' rule with K = 2), ``quantile:Q`` or ``value:X``."""
 
     kind: str
     parameter: float

@@ -1,4 +1,4 @@
-"""The seed's convolutional autoencoder baseline: a separate encoder and decoder."""
+"""The reference notebooks' convolutional autoencoder baseline: a separate encoder and decoder."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _grown(channels: int, side: int, latent_dim: int, width: int) -> tuple[nn.Mo
 
 class CAE(nn.Module):
     """Conv C -> 32 -> 64 with 2x2 max-pooling, a transposed-conv decoder back, sigmoid output
-    (the seed's model, for 28x28 and any size that is not a square power of two >= 32); larger
+    (the reference notebooks' model, for 28x28 and any size that is not a square power of two >= 32); larger
     square power-of-two images get the deeper model of ``_grown`` with a ``latent_dim`` vector."""
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 100, width: int = 32):

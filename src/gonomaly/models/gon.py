@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 
-def gradient_origin_latent(decoder: nn.Module, x: torch.Tensor, latent_dim: int,
-                           create_graph: bool) -> torch.Tensor:
-    """z = -grad of the per-sample squared error at z0 = 0, shared by every GON variant.
+def gradient_origin_latent(decoder: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                           latent_dim: int, create_graph: bool,
+                           penalty: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """z = -grad of the per-sample inner loss at z0 = 0, shared by every GON variant: the squared
+    error of ``decoder(z0)``, plus ``penalty(z0)`` (per sample) when given.
 
     The inner loss is summed over pixels and over the batch. A sum keeps each sample's gradient
     independent of the batch (a batch mean would scale every latent by 1/batch size), and the
@@ -26,8 +28,17 @@ def gradient_origin_latent(decoder: nn.Module, x: torch.Tensor, latent_dim: int,
     with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
         z0 = torch.zeros(x.shape[0], latent_dim, dtype=x.dtype, device=x.device, requires_grad=True)
         inner_loss = (decoder(z0) - x).pow(2).sum()
+        if penalty is not None:
+            inner_loss = inner_loss + penalty(z0).sum()
         (grad,) = torch.autograd.grad(inner_loss, z0, create_graph=create_graph)
     return -grad
+
+
+def closed_form_step(x: torch.Tensor, image: torch.Tensor, jacobian: torch.Tensor,
+                     offset: torch.Tensor) -> torch.Tensor:
+    """The gradient-origin latent in closed form, z = 2 J^T (x - F(0)) - dP/dz0 (see
+    ``OriginLinearisation``)."""
+    return 2 * (x.flatten(1) - image) @ jacobian - offset
 
 
 def _deconv(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) -> nn.ConvTranspose2d:
@@ -37,7 +48,7 @@ def _deconv(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) -> 
 class ConvGONDecoder(nn.Module):
     """F: latent (B, Z) -> image (B, C, H, W) in [0, 1].
 
-    28x28 is the seed's network, Z -> 4w -> 2w -> w -> C with w = 64 (100 -> 256 -> 128 -> 64 -> 1)
+    28x28 is the reference notebooks' network, Z -> 4w -> 2w -> w -> C with w = 64 (100 -> 256 -> 128 -> 64 -> 1)
     and ELU. Other square sizes (a power of two, 16 or more) start at 4x4 and double the
     resolution per stage, halving the width. No normalisation layer: BatchNorm couples the samples
     of a batch and its running statistics are polluted by the z0 pass, and per-sample norms divide
@@ -103,7 +114,7 @@ class OriginLinearisation(nn.Module):
         self.register_buffer("offset", offset.detach(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 2 * (x.flatten(1) - self.image) @ self.jacobian - self.offset
+        return closed_form_step(x, self.image, self.jacobian, self.offset)
 
 
 class GradientOriginNetwork(nn.Module):
@@ -117,6 +128,7 @@ class GradientOriginNetwork(nn.Module):
 
     latent_dim: int
     decoder: nn.Module
+    has_penalty: bool = False  # whether ``inner_penalty`` adds a term (the variational GON's KL)
 
     def __init__(self, latent_dim: int):
         super().__init__()
@@ -127,9 +139,9 @@ class GradientOriginNetwork(nn.Module):
     def inner_decoder(self, z0: torch.Tensor) -> torch.Tensor:
         return self.decoder(z0)
 
-    def inner_penalty(self, z0: torch.Tensor) -> torch.Tensor | None:
-        """Per-sample inner-loss term that does not depend on x (None: there is none)."""
-        return None
+    def inner_penalty(self, z0: torch.Tensor) -> torch.Tensor:
+        """Per-sample inner-loss term that does not depend on x (with ``has_penalty``)."""
+        return torch.zeros(z0.shape[0], device=z0.device)
 
     def latent(self, z: torch.Tensor) -> torch.Tensor:
         return z
@@ -139,10 +151,9 @@ class GradientOriginNetwork(nn.Module):
         device = next(self.parameters()).device
         image, jacobian = origin_linearisation(self.inner_decoder, self.latent_dim, device)
         origin = torch.zeros(1, self.latent_dim, device=image.device, requires_grad=True)
-        penalty = self.inner_penalty(origin)
-        if penalty is None:
+        if not self.has_penalty:
             return image, jacobian, torch.zeros(self.latent_dim, device=image.device)
-        (offset,) = torch.autograd.grad(penalty.sum(), origin, create_graph=True)
+        (offset,) = torch.autograd.grad(self.inner_penalty(origin).sum(), origin, create_graph=True)
         return image, jacobian, offset[0]
 
     # -- encoding ------------------------------------------------------------------------------
@@ -162,13 +173,8 @@ class GradientOriginNetwork(nn.Module):
         needed (it is exact there), else autograd, which the reference training step needs."""
         if self.closed_form is not None and not create_graph:
             return self.closed_form(x)
-        if self.inner_penalty(torch.zeros(1, self.latent_dim)) is None:
-            return gradient_origin_latent(self.inner_decoder, x, self.latent_dim, create_graph)
-        with torch.enable_grad():
-            z0 = torch.zeros(x.shape[0], self.latent_dim, dtype=x.dtype, requires_grad=True)
-            inner = (self.inner_decoder(z0) - x).pow(2).sum() + self.inner_penalty(z0).sum()
-            (grad,) = torch.autograd.grad(inner, z0, create_graph=create_graph)
-        return -grad
+        return gradient_origin_latent(self.inner_decoder, x, self.latent_dim, create_graph,
+                                      penalty=self.inner_penalty if self.has_penalty else None)
 
     def encode(self, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
         """The latent the decoder takes, deterministic (the posterior mean for the VGON)."""
@@ -188,8 +194,7 @@ class GradientOriginNetwork(nn.Module):
         create_graph=True (the definition, which the tests compare against), at a cost that
         does not grow with the batch size."""
         with torch.autocast(x.device.type, enabled=False):  # the step in float32, always
-            image, jacobian, offset = self.origin_terms()
-            return 2 * (x.flatten(1) - image) @ jacobian - offset
+            return closed_form_step(x, *self.origin_terms())
 
     def training_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample squared error summed over pixels, back-propagating through the step."""

@@ -46,6 +46,8 @@ class VariationalGON(GradientOriginNetwork):
         self.mean_head = nn.Linear(latent_dim, latent_dim)
         self.logvar_head = nn.Linear(latent_dim, latent_dim)
 
+    has_penalty = True
+
     def inner_decoder(self, z0: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.mean_head(z0))
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 from PIL import Image
 
-from cli_helpers import run_cli
 from gonomaly import GONDetector
 from gonomaly.augment import augment_batch
 from gonomaly.data import load_data
@@ -20,7 +20,7 @@ from gonomaly.errors import GonomalyError
 from gonomaly.evaluation import evaluate
 from gonomaly.models import CAE
 
-BOTTLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mvtec_ad" / "bottle"
+BOTTLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mvtec_ad" / "bottle"
 needs_bottle = pytest.mark.skipif(not BOTTLE.is_dir(), reason="../shared/data/mvtec_ad is absent")
 
 
@@ -100,7 +100,7 @@ def test_cae_keeps_the_seed_model_at_28_and_grows_for_larger_images():
         assert model.encode(x).shape == (2, 20, 1, 1)  # a real bottleneck
         assert model(x).shape == x.shape
         assert sum(isinstance(m, torch.nn.Conv2d) for m in model.encoder) == stages + 1
-    gon = GONDetector(latent_dim=8, width=8)._build_model((3, 128, 128))
+    gon = GONDetector(latent_dim=8, width=8).build_model((3, 128, 128))
     assert gon.decode(torch.zeros(1, 8)).shape == (1, 3, 128, 128)
 
 

@@ -7,8 +7,21 @@ from skimage.metrics import structural_similarity
 
 from gonomaly import ReconstructionDetector
 from gonomaly.data.corruptions import corrupt
+from gonomaly.errors import GonomalyError
 from gonomaly.metrics import image_metrics
-from gonomaly.scoring import FusedScorer, LatentGaussian, ssim_map
+from gonomaly.scores import SCORERS, ScoreInputs, scorer_class
+from gonomaly.scores.features import LatentGaussian
+from gonomaly.scores.fused import FusedScorer
+from gonomaly.scores.maps import ssim_map
+
+
+def fused(features: dict[str, np.ndarray]) -> FusedScorer:
+    return FusedScorer().fit(lambda: features, seed=0)
+
+
+def fused_score(scorer: FusedScorer, features: dict[str, np.ndarray]) -> np.ndarray:
+    tensors = {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in features.items()}
+    return scorer(ScoreInputs(None, None, tensors)).numpy()
 
 
 def test_ssim_matches_scikit_image(mnist_small):
@@ -24,10 +37,10 @@ def test_latent_gaussian_mahalanobis_and_samples():
     cov = np.array([[4.0, 1.0], [1.0, 2.0]])
     data = rng.multivariate_normal([1.0, -2.0], cov, size=20000)
     gaussian = LatentGaussian.fit(data)
-    np.testing.assert_allclose(gaussian.mean, [1.0, -2.0], atol=0.05)
+    np.testing.assert_allclose(gaussian.mean.numpy(), [1.0, -2.0], atol=0.05)
     point = np.array([[3.0, 0.0]])
     expected = np.sqrt((point - [1, -2]) @ np.linalg.inv(cov) @ (point - [1, -2]).T).item()
-    assert gaussian.mahalanobis(point)[0] == pytest.approx(expected, rel=0.03)
+    assert gaussian(torch.from_numpy(point))[0].item() == pytest.approx(expected, rel=0.03)
     samples = gaussian.sample(20000, np.random.default_rng(1))
     np.testing.assert_allclose(np.cov(samples.T), cov, rtol=0.06, atol=0.06)
 
@@ -35,14 +48,14 @@ def test_latent_gaussian_mahalanobis_and_samples():
 def test_fused_scorer_is_a_normalised_density():
     rng = np.random.default_rng(0)
     features = {"a": rng.lognormal(0, 0.5, 5000), "b": rng.lognormal(1, 0.2, 5000)}
-    scorer = FusedScorer.fit(features)
-    inside = scorer.score({"a": np.array([1.0]), "b": np.array([np.e])})
-    outside = scorer.score({"a": np.array([20.0]), "b": np.array([np.e])})
+    scorer = fused(features)
+    inside = fused_score(scorer, {"a": np.array([1.0]), "b": np.array([np.e])})
+    outside = fused_score(scorer, {"a": np.array([20.0]), "b": np.array([np.e])})
     assert outside[0] > inside[0] + 10
     # Density of log-features: integrate exp(-score) over a grid in log space, close to 1.
     grid = np.linspace(-4, 4, 241)
     la, lb = np.meshgrid(grid, grid + 1)
-    density = np.exp(-scorer.score({"a": np.exp(la.ravel()) - 1e-6, "b": np.exp(lb.ravel()) - 1e-6}))
+    density = np.exp(-fused_score(scorer, {"a": np.exp(la.ravel()) - 1e-6, "b": np.exp(lb.ravel()) - 1e-6}))
     assert density.sum() * (grid[1] - grid[0]) ** 2 == pytest.approx(1.0, abs=0.02)
 
 
@@ -94,6 +107,23 @@ def test_sample_and_interpolate(trained_gon, mnist_small):
 def test_fused_scorer_on_few_normals():
     rng = np.random.default_rng(0)
     few = {"a": rng.lognormal(0, 0.5, 30), "b": rng.lognormal(1, 0.2, 30)}
-    assert len(FusedScorer.fit(few).weights) == 1
+    assert len(fused(few).density.weights) == 1
     with pytest.raises(Exception, match="at least 4 normal"):
-        FusedScorer.fit({"a": few["a"][:3], "b": few["b"][:3]})
+        fused({"a": few["a"][:3], "b": few["b"][:3]})
+
+
+def test_every_registered_score_is_found_and_an_unknown_one_is_refused():
+    assert {"mse", "max", "topk", "fused"} <= set(SCORERS)
+    for name, cls in SCORERS.items():
+        assert scorer_class(name) is cls and cls.name == name
+    with pytest.raises(GonomalyError, match="score 'nope': unknown"):
+        scorer_class("nope")
+
+
+def test_map_scores_read_the_maps():
+    raw = torch.arange(8.0).reshape(2, 2, 2)
+    smoothed = raw * 2
+    inputs = ScoreInputs(raw, smoothed, None)
+    np.testing.assert_allclose(SCORERS["mse"]()(inputs).numpy(), [1.5, 5.5])
+    np.testing.assert_allclose(SCORERS["max"]()(inputs).numpy(), [6.0, 14.0])
+    np.testing.assert_allclose(SCORERS["topk"](top_k=2)(inputs).numpy(), [5.0, 13.0])

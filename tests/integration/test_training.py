@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from gonomaly import GONDetector, GonomalyError, ReconstructionDetector
-from cli_helpers import run_cli
+from gonomaly.checkpoint import NEW_RESUME_DIR, OLD_RESUME_DIR, RESUME_DIR, has_checkpoint, load_checkpoint
 from gonomaly.errors import TrainingInterrupted
-from gonomaly.training import (
-    NEW_RESUME_DIR, OLD_RESUME_DIR, RESUME_DIR, RunLock, has_checkpoint, load_checkpoint,
-)
+from gonomaly.lock import RunLock
 
 RUN_FILES = ["config.json", "history.json", "model.safetensors", "scoring.safetensors",
              "train_errors.npy"]
@@ -86,7 +85,7 @@ def test_fit_is_bit_identical_to_the_plain_loop_with_or_without_checkpoints(trai
     """The loop before resumable training (seed, init, one randperm per epoch), inline."""
     x = torch.from_numpy(train256)
     torch.manual_seed(0)
-    model = GONDetector(epochs=2, batch_size=32)._build_model((1, 28, 28))
+    model = GONDetector(epochs=2, batch_size=32).build_model((1, 28, 28))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     order_rng = torch.Generator().manual_seed(0)
     model.train()
@@ -173,14 +172,14 @@ def test_sigkill_at_random_times_never_breaks_resume(reference, tmp_path):
     process = cli("train", *TRAIN_ARGS, "--out", str(run), "--checkpoint-every", "1")
     for round_ in range(6):
         before = progress_step(run)
-        wait_for(lambda: progress_step(run) > before or process.poll() is not None,
+        wait_for(lambda: progress_step(run) > before or process.poll() is not None,  # noqa: B023
                  what="progress", process=None)
         if process.poll() is not None:
             break
         if round_ % 2:  # at a random moment
             time.sleep(rng.uniform(0, 0.15))
         else:  # as soon as the next checkpoint is being written
-            wait_for(lambda: (run / NEW_RESUME_DIR).exists() or process.poll() is not None,
+            wait_for(lambda: (run / NEW_RESUME_DIR).exists() or process.poll() is not None,  # noqa: B023
                      what="a checkpoint write")
         process.kill()
         process.wait()
@@ -251,7 +250,7 @@ def test_concurrent_saves_and_kills_never_break_load(two_runs, tmp_path):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(two_runs["a"]),
                                    str(two_runs["b"]), str(target), "100000"], env=ENV)
         mtime = (target / "config.json").stat().st_mtime_ns
-        wait_for(lambda: (target / "config.json").stat().st_mtime_ns != mtime, what="a save")
+        wait_for(lambda: (target / "config.json").stat().st_mtime_ns != mtime, what="a save")  # noqa: B023 - waited for at once
         time.sleep(rng.uniform(0, 0.1))
         writer.kill()
         writer.wait()
@@ -261,7 +260,7 @@ def test_concurrent_saves_and_kills_never_break_load(two_runs, tmp_path):
 
 def test_a_crash_at_any_point_of_a_save_leaves_a_loadable_folder(two_runs, tmp_path, monkeypatch):
     """Simulate a crash at every file write and every rename of a save."""
-    import gonomaly.training as training
+    import gonomaly.store as store
 
     expected = {name: _weights_of(path) for name, path in two_runs.items()}
     b = ReconstructionDetector.load(two_runs["b"])
@@ -269,12 +268,12 @@ def test_a_crash_at_any_point_of_a_save_leaves_a_loadable_folder(two_runs, tmp_p
     class Crash(BaseException):
         pass
 
-    for target_name in ("_write_synced", "os.replace"):
+    for target_name in ("write_synced", "os.replace"):
         for crash_at in range(5):  # five files: weights, history, errors, scoring, config
             folder = tmp_path / f"{target_name}{crash_at}"
             ReconstructionDetector.load(two_runs["a"]).save(folder)
             calls = []
-            real = training._write_synced if target_name == "_write_synced" else os.replace
+            real = store.write_synced if target_name == "write_synced" else os.replace
 
             def crashing(*args, real=real, crash_at=crash_at, calls=calls):
                 if len(calls) == crash_at:
@@ -282,17 +281,17 @@ def test_a_crash_at_any_point_of_a_save_leaves_a_loadable_folder(two_runs, tmp_p
                 calls.append(args)
                 return real(*args)
 
-            if target_name == "_write_synced":
-                monkeypatch.setattr(training, "_write_synced", crashing)
+            if target_name == "write_synced":
+                monkeypatch.setattr(store, "write_synced", crashing)
             else:
-                monkeypatch.setattr(training.os, "replace", crashing)
+                monkeypatch.setattr(store.os, "replace", crashing)
             with pytest.raises(Crash):
                 b.save(folder)
             monkeypatch.undo()
             got = _which(ReconstructionDetector.load(folder), expected)
             # Until the staged set is complete the old run stays; once some file is replaced,
             # the loader sees the mismatch and uses the complete staged set.
-            old = target_name == "_write_synced" or crash_at == 0
+            old = target_name == "write_synced" or crash_at == 0
             assert got == ("a" if old else "b"), (target_name, crash_at)
             ReconstructionDetector.load(two_runs["a"]).save(folder)  # the next save rolls forward
             assert _which(ReconstructionDetector.load(folder), expected) == "a"
@@ -301,7 +300,7 @@ def test_a_crash_at_any_point_of_a_save_leaves_a_loadable_folder(two_runs, tmp_p
 
 def test_checkpoint_swap_interrupted_between_renames(train256, tmp_path, monkeypatch):
     """Crash between 'resume -> .resume-old' and '.resume-new -> resume': still resumable."""
-    import gonomaly.training as training
+    import gonomaly.checkpoint as checkpoint
 
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):  # leaves the step-3 checkpoint
@@ -316,7 +315,7 @@ def test_checkpoint_swap_interrupted_between_renames(train256, tmp_path, monkeyp
             raise KeyboardInterrupt  # the process dies here
         return real_rename(src, dst)
 
-    monkeypatch.setattr(training.os, "rename", rename)
+    monkeypatch.setattr(checkpoint.os, "rename", rename)
     with pytest.raises(KeyboardInterrupt):
         GONDetector(latent_dim=8, width=8, epochs=2, batch_size=64, seed=0).fit(
             train256, checkpoint_dir=run, resume=True, checkpoint_every=1)
@@ -409,13 +408,14 @@ def test_a_second_writer_fails_at_once(tmp_path):
         second = subprocess.run([sys.executable, "-m", "gonomaly.cli", "train", "--resume", str(run)],
                                 env=ENV, capture_output=True, text=True, timeout=120)
         assert second.returncode == 1
-        assert second.stderr.strip() == f"gonomaly: error: {run}: in use by another gonomaly process (pid {os.getpid()})"
+        expected = f"gonomaly: error: {run}: in use by another gonomaly process (pid {os.getpid()})"
+        assert second.stderr.strip() == expected
     assert not (run / ".lock").exists()
 
 
 def test_lock_is_released_when_the_holder_is_killed(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from gonomaly.training import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from gonomaly.lock import "
                                "RunLock; RunLock(sys.argv[1]).acquire(); print('held', flush=True); "
                                "time.sleep(600)", str(run)], env=ENV, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -434,7 +434,7 @@ FORBIDDEN = re.compile(r"\bc?[pP]ickle\b|\bdill\b|\bjoblib\b|torch\.load\b|allow
 
 
 def test_nothing_unpickles_anywhere():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     files = [p for d in ("src", "benchmarks", "tests") for p in (root / d).rglob("*.py")
              if p.resolve() != Path(__file__).resolve()]
     assert len(files) > 20

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from gonomaly import (GONDetector, GonomalyError, ImplicitGONDetector, ReconstructionDetector,
-                      VAEDetector, VariationalGONDetector)
+from gonomaly import (
+    GONDetector,
+    GonomalyError,
+    ImplicitGONDetector,
+    ReconstructionDetector,
+    VAEDetector,
+    VariationalGONDetector,
+)
 from gonomaly.errors import TrainingInterrupted
 from gonomaly.export import export_onnx
 from gonomaly.models import ImplicitGON, VariationalGON
@@ -33,8 +39,8 @@ def fitted(request, mnist_small):
 def test_siren_initialisation_ranges():
     torch.manual_seed(0)
     layers = ImplicitGON((1, 28, 28), latent_dim=32, width=256).decoder.layers
-    assert [l.in_features for l in layers] == [34, 256, 256, 256, 256]
-    assert [l.out_features for l in layers] == [256, 256, 256, 256, 1]
+    assert [layer.in_features for layer in layers] == [34, 256, 256, 256, 256]
+    assert [layer.out_features for layer in layers] == [256, 256, 256, 256, 1]
     for i, layer in enumerate(layers):
         bound = 1 / layer.in_features if i == 0 else math.sqrt(6 / layer.in_features) / W0
         w = layer.weight.detach()
@@ -114,7 +120,7 @@ def test_short_training_reduces_the_loss(fitted, mnist_small):
     # Held-out digits are reconstructed better than by the untrained network.
     held_out = mnist_small[1][:200]
     untrained = CLASSES[fitted.model_name](**SMALL[fitted.model_name], seed=0)
-    untrained.model_, untrained.image_shape_ = untrained._build_model((1, 28, 28)), (1, 28, 28)
+    untrained.model_, untrained.image_shape_ = untrained.build_model((1, 28, 28)), (1, 28, 28)
     with torch.no_grad():
         before = untrained.model_.eval()(torch.from_numpy(held_out))
     before = ((before.numpy() - held_out) ** 2).mean()
@@ -150,7 +156,7 @@ def test_fused_score_and_save_load_round_trip(fitted, mnist_small, tmp_path):
         detector.save(tmp_path / detector.score)
         loaded = ReconstructionDetector.load(tmp_path / detector.score)
         assert type(loaded) is type(detector)
-        assert loaded._hyperparameters() == detector._hyperparameters()
+        assert loaded.hyperparameters() == detector.hyperparameters()
         np.testing.assert_array_equal(loaded.score_samples(x), detector.score_samples(x))
     assert "latent_distance" in fused.scorer_.names
     assert ("origin_distance" in fused.scorer_.names) == (fitted.model_name != "vae")
