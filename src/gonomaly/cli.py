@@ -137,6 +137,7 @@ def train(ctx, data, out, data_dir, image_size, resume_dir, checkpoint_every, ch
     --batch-size is per process, the global batch is N times that."""
     from click.core import ParameterSource
 
+    # Before the option checks below, as the workflow would refuse them anyway under torchrun.
     workflow.refuse_under_torchrun(bool(resume_dir or checkpoint_every or checkpoint_minutes))
     if resume_dir is not None:
         if out is not None and out.resolve() != resume_dir.resolve():
@@ -145,13 +146,14 @@ def train(ctx, data, out, data_dir, image_size, resume_dir, checkpoint_every, ch
         expected = {name: ctx.params[name] for name in RESUME_CHECKED
                     if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
         workflow.resume(workflow.ResumeConfig(
-            resume_dir, expected, data_dir, checkpoint_every, checkpoint_minutes, settings["device"],
-            settings["precision"], progress=_progress()))
+            resume_dir, expected, data_dir=data_dir, checkpoint_every=checkpoint_every,
+            checkpoint_minutes=checkpoint_minutes, device=settings["device"], precision=settings["precision"],
+            progress=_progress()))
         return
     if out is None:
         raise click.UsageError("Missing option '--out' (or give --resume RUN_DIR).", ctx=ctx)
     workflow.train(workflow.TrainConfig(
-        out, data, workflow.DetectorConfig(**settings), data_dir, image_size,
+        out, data, workflow.DetectorConfig(**settings), data_dir=data_dir, image_size=image_size,
         checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, progress=_progress()))
 
 
@@ -169,8 +171,9 @@ def train(ctx, data, out, data_dir, image_size, resume_dir, checkpoint_every, ch
 @device_option
 def evaluate(run_dir, data, json_path, out, report_dir, seed, data_dir, device):
     """Score a labelled test set and print the metric table (sharded across torchrun's ranks)."""
-    workflow.evaluate(workflow.EvaluateConfig(run_dir, data, out, json_path, report_dir, seed, data_dir,
-                                              device, progress=_progress()), echo=click.echo)
+    config = workflow.EvaluateConfig(run_dir, data, out=out, json_path=json_path, report_dir=report_dir, seed=seed,
+                                     data_dir=data_dir, device=device, progress=_progress())
+    workflow.evaluate(config, echo=click.echo)
 
 
 @cli.command()
@@ -194,8 +197,10 @@ def score(run_dir, paths, as_json, batch_size, workers, max_pixels, resize, over
 
     Files stream in batches, decoded by worker processes, so memory stays flat for any number.
     Under torchrun each rank scores every N-th batch and rank 0 prints all, in input order."""
-    workflow.score(workflow.ScoreConfig(run_dir, paths, as_json, batch_size, workers, max_pixels, resize,
-                                        overlay_dir, device, progress=_progress()), echo=click.echo)
+    config = workflow.ScoreConfig(run_dir, paths, as_json=as_json, batch_size=batch_size, workers=workers,
+                                  max_pixels=max_pixels, resize=resize, overlay_dir=overlay_dir, device=device,
+                                  progress=_progress())
+    workflow.score(config, echo=click.echo)
 
 
 @cli.command()
@@ -206,8 +211,9 @@ def score(run_dir, paths, as_json, batch_size, workers, max_pixels, resize, over
 @_train_options(2, default_score="fused")
 def run(out, data, data_dir, image_size, **settings):
     """The main job: train on clean MNIST digits, evaluate clean against corrupted test digits."""
-    workflow.run(workflow.RunConfig(out, data, workflow.DetectorConfig(**settings), data_dir, image_size,
-                                    progress=_progress()), echo=click.echo)
+    config = workflow.RunConfig(out, data, workflow.DetectorConfig(**settings), data_dir=data_dir,
+                                image_size=image_size, progress=_progress())
+    workflow.run(config, echo=click.echo)
 
 
 @cli.command()
