@@ -1,10 +1,14 @@
-"""``gonomaly benchmark mnist-c``, ``benchmark models`` and ``benchmark mvtec``, end to end, per model.
+"""``gonomaly benchmark mnist-c``, ``benchmark models`` and ``benchmark mvtec`` as library functions.
 
-MVTec AD: one model per category, image and pixel metrics (see ``mvtec_benchmark``).
+Each takes one config object and returns the results the ``--json`` file holds:
 
-Train on the clean MNIST training digits; test the first 2,000 test digits, clean, against the
-same digits under each corruption; threshold at mean + 2 std of the training scores. Each model
-is scored by its plain reconstruction error and by the fused score, from one trained network.
+    from gonomaly.bench import MnistCBenchmarkConfig, mnist_c_benchmark
+    results = mnist_c_benchmark(MnistCBenchmarkConfig(models=("gon",), scores=("mse", "fused")))
+
+MNIST-C: train on the clean MNIST training digits; test the first 2,000 test digits, clean, against
+the same digits under each of the MNIST-C protocol's 14 corruptions; threshold at mean + 2 std of
+the training scores. Each model is scored by its plain reconstruction error and by the fused score,
+from one trained network. MVTec AD: one model per category, image and pixel metrics.
 """
 
 from __future__ import annotations
@@ -12,37 +16,110 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import click
 import numpy as np
 
 from gonomaly.data import load_data
+from gonomaly.detector import DETECTORS
+from gonomaly.errors import GonomalyError
 from gonomaly.evaluation import evaluate
+from gonomaly.workflow.config import DetectorConfig, Echo, make_detector, resolve_augment
 
 log = logging.getLogger("gonomaly")
 
 
-def mnist_c_benchmark(models: list[str], scores: list[str], epochs: int, batch_size: int,
-                      seed: int, spec: str, data_dir, make_detector, progress: bool) -> dict:
-    start = time.perf_counter()
-    data = load_data(spec, data_dir, seed=seed)
-    results = {"protocol": {"spec": spec, "source": data.source, "n_train": len(data.train),
-                            "n_test": len(data.test), "epochs": epochs, "batch_size": batch_size,
-                            "seed": seed, "threshold": "mean-std:2"},
-               "runs": []}
-    for model in models:
-        detector = make_detector(model, epochs=epochs, batch_size=batch_size, seed=seed,
-                                 progress=progress)
-        t0 = time.perf_counter()
-        detector.fit(data.train)
-        results["runs"] += score_variants(detector, data, model, scores, time.perf_counter() - t0)
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkConfig:
+    """What every benchmark shares. ``detector`` holds the epochs, batch size, seed and the other
+    hyper-parameters of every model trained (its ``model`` is replaced by each of ``models``);
+    ``json_path``: also write the results there."""
+
+    models: Sequence[str] = ("gon", "cae")
+    detector: DetectorConfig = DetectorConfig(epochs=2)
+    data_dir: Path | None = None
+    json_path: Path | None = None
+    progress: bool = False
+
+    def detector_of(self, model: str, **changes) -> object:
+        """A new detector of ``model`` with this benchmark's hyper-parameters and ``changes``."""
+        return make_detector(replace(self.detector, model=model, **changes), progress=self.progress)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MnistCBenchmarkConfig(BenchmarkConfig):
+    """The MNIST-C protocol for each model and score; ``data``: its SPEC."""
+
+    scores: Sequence[str] = ("mse", "fused")
+    data: str = "mnist-c"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelsBenchmarkConfig(BenchmarkConfig):
+    """Every model side by side on MNIST-C (``n_train`` None: all 60,000 training digits) and on
+    one-class MNIST for each of ``digits``; ``scores[0]`` is also the one-class score."""
+
+    models: Sequence[str] = tuple(DETECTORS)
+    scores: Sequence[str] = ("mse",)
+    n_train: int | None = None
+    n_test: int = 2000
+    one_class_n_train: int | None = None
+    one_class_n_test: int = 10000
+    digits: Sequence[int] = tuple(range(10))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MvtecBenchmarkConfig(BenchmarkConfig):
+    """One model per MVTec AD category under ``root`` (``categories`` None: all found).
+
+    ``detector.augment="auto"`` takes each category's allowed flips and rotations. ``variants``
+    (mappings of ``error_map``, ``sigma``, ``score``) score one trained network several ways, one
+    row each, with the threshold refitted on the training images. ``figures``: a folder for a
+    figure per category, model and variant."""
+
+    root: Path
+    categories: Sequence[str] | None = None
+    image_size: int = 64
+    detector: DetectorConfig = DetectorConfig(epochs=100, batch_size=32, latent_dim=100)
+    variants: Sequence[Mapping] | None = None
+    figures: Path | None = None
+
+
+def finish(results: dict, config: BenchmarkConfig, start: float) -> dict:
+    """Record the total time and write the JSON file the config asks for."""
+    from gonomaly.io import atomic_write_json
+
     results["seconds"] = round(time.perf_counter() - start, 1)
+    if config.json_path is not None:
+        atomic_write_json(config.json_path, results)
+    log.info("benchmark finished in %.0f s", results["seconds"])
     return results
 
 
-def score_variants(detector, data, model: str, scores: list[str], train_seconds: float,
-                   echo: bool = True) -> list[dict]:
+def mnist_c_benchmark(config: MnistCBenchmarkConfig, echo: Echo = print) -> dict:
+    """Per model and score: per corruption n, flagged, AUROC; pooled confusion, AUROC, AUPR; times.
+    ``echo`` gets each run's table as it finishes."""
+    start = time.perf_counter()
+    settings = config.detector
+    data = load_data(config.data, config.data_dir, seed=settings.seed)
+    results = {"protocol": {"spec": config.data, "source": data.source, "n_train": len(data.train),
+                            "n_test": len(data.test), "epochs": settings.epochs,
+                            "batch_size": settings.batch_size, "seed": settings.seed,
+                            "threshold": settings.threshold},
+               "runs": []}
+    for model in config.models:
+        detector = config.detector_of(model)
+        t0 = time.perf_counter()
+        detector.fit(data.train)
+        results["runs"] += score_variants(detector, data, model, config.scores, time.perf_counter() - t0,
+                                          echo)
+    return finish(results, config, start)
+
+
+def score_variants(detector, data, model: str, scores: Sequence[str], train_seconds: float,
+                   echo: Echo | None = print) -> list[dict]:
     """Evaluate one trained network under each score (refitting only the scoring)."""
     runs = []
     for score in scores:
@@ -54,8 +131,8 @@ def score_variants(detector, data, model: str, scores: list[str], train_seconds:
         metrics.update(score=score, train_seconds=round(train_seconds, 1),
                        score_seconds=round(time.perf_counter() - t1, 1))
         runs.append(metrics)
-        if echo:
-            click.echo(format_run(metrics))
+        if echo is not None:
+            echo(format_run(metrics))
     return runs
 
 
@@ -73,50 +150,56 @@ def format_run(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def models_benchmark(models: list[str], scores: list[str], epochs: int, batch_size: int, seed: int,
-                     n_train: int | None, n_test: int, one_class_n_train: int | None,
-                     one_class_n_test: int, digits: list[int], data_dir, make_detector,
-                     progress: bool) -> dict:
+def models_benchmark(config: ModelsBenchmarkConfig, echo: Echo = print) -> dict:
     """``gonomaly benchmark models``: every model on the MNIST-C protocol (parameters, training
     seconds per epoch, reconstruction MSE of the clean test digits, AUROC per score) and on
     one-class MNIST (train on one digit's training images, the other nine digits of the test
-    set are the anomalies; AUROC of the score ``scores[0]`` per digit and on average)."""
+    set are the anomalies; AUROC of the score ``scores[0]`` per digit and on average).
+    ``echo`` gets the comparison as Markdown tables at the end."""
     start = time.perf_counter()
-    spec = f"mnist-c:n_test={n_test}" + (f",n_train={n_train}" if n_train else "")
-    data = load_data(spec, data_dir, seed=seed)
-    clean = data.test.images[data.test.labels == 0]
+    settings = config.detector
+    spec = f"mnist-c:n_test={config.n_test}" + (f",n_train={config.n_train}" if config.n_train else "")
+    data = load_data(spec, config.data_dir, seed=settings.seed)
     results = {"protocol": {"mnist_c": spec, "source": data.source, "n_train": len(data.train),
-                            "n_test": len(data.test), "epochs": epochs, "batch_size": batch_size,
-                            "seed": seed, "scores": scores, "one_class_n_train": one_class_n_train,
-                            "one_class_n_test": one_class_n_test, "digits": digits},
+                            "n_test": len(data.test), "epochs": settings.epochs,
+                            "batch_size": settings.batch_size, "seed": settings.seed,
+                            "scores": list(config.scores), "one_class_n_train": config.one_class_n_train,
+                            "one_class_n_test": config.one_class_n_test, "digits": list(config.digits)},
                "models": {}}
-    for model in models:
-        detector = make_detector(model, epochs=epochs, batch_size=batch_size, seed=seed,
-                                 progress=progress)
-        t0 = time.perf_counter()
-        detector.fit(data.train)
-        train_seconds = time.perf_counter() - t0
-        runs = score_variants(detector, data, model, scores, train_seconds, echo=False)
-        row = {"parameters": sum(p.numel() for p in detector.model_.parameters()),
-               "seconds_per_epoch": round(train_seconds / epochs, 1),
-               "clean_mse": float(((detector.reconstruct(clean) - clean) ** 2).mean()),
-               "mnist_c_auroc": {r["score"]: r["image_auroc"] for r in runs}, "one_class_auroc": {}}
-        results["models"][model] = row
+    for model in config.models:
+        results["models"][model] = row = _mnist_c_row(config, model, data)
         log.info("%s: %s", model, {k: v for k, v in row.items() if k != "one_class_auroc"})
-        for digit in digits:
-            one_class = load_data(f"mnist:classes={digit},n_test={one_class_n_test}" +
-                                  (f",n_train={one_class_n_train}" if one_class_n_train else ""),
-                                  data_dir, seed=seed)
-            detector = make_detector(model, epochs=epochs, batch_size=batch_size, seed=seed,
-                                     score=scores[0], progress=progress)
-            detector.fit(one_class.train)
-            row["one_class_auroc"][digit] = evaluate(detector, one_class).metrics["image_auroc"]
-        if digits:
-            row["one_class_mean"] = float(sum(row["one_class_auroc"].values()) / len(digits))
+        for digit in config.digits:
+            row["one_class_auroc"][digit] = _one_class_auroc(config, model, digit)
+        if config.digits:
+            row["one_class_mean"] = float(sum(row["one_class_auroc"].values()) / len(config.digits))
         log.info("%s: one-class AUROC %s", model, row["one_class_auroc"])
-    results["seconds"] = round(time.perf_counter() - start, 1)
-    click.echo(format_models(results))
-    return results
+    echo(format_models(results))
+    return finish(results, config, start)
+
+
+def _mnist_c_row(config: ModelsBenchmarkConfig, model: str, data) -> dict:
+    """One model's MNIST-C columns: size, training speed, clean reconstruction error, AUROC per score."""
+    clean = data.test.images[data.test.labels == 0]
+    detector = config.detector_of(model)
+    t0 = time.perf_counter()
+    detector.fit(data.train)
+    train_seconds = time.perf_counter() - t0
+    runs = score_variants(detector, data, model, config.scores, train_seconds, echo=None)
+    return {"parameters": sum(p.numel() for p in detector.model_.parameters()),
+            "seconds_per_epoch": round(train_seconds / config.detector.epochs, 1),
+            "clean_mse": float(((detector.reconstruct(clean) - clean) ** 2).mean()),
+            "mnist_c_auroc": {r["score"]: r["image_auroc"] for r in runs}, "one_class_auroc": {}}
+
+
+def _one_class_auroc(config: ModelsBenchmarkConfig, model: str, digit: int) -> float | None:
+    """Train on one digit's training images; the other nine digits of the test set are anomalies."""
+    one_class = load_data(f"mnist:classes={digit},n_test={config.one_class_n_test}" +
+                          (f",n_train={config.one_class_n_train}" if config.one_class_n_train else ""),
+                          config.data_dir, seed=config.detector.seed)
+    detector = config.detector_of(model, score=config.scores[0])
+    detector.fit(one_class.train)
+    return evaluate(detector, one_class).metrics["image_auroc"]
 
 
 def format_models(results: dict) -> str:
@@ -139,56 +222,66 @@ def format_models(results: dict) -> str:
     return "\n".join(lines)
 
 
-def mvtec_benchmark(root: str, categories: list[str] | None, image_size: int, models: list[str],
-                    epochs: int, batch_size: int, seed: int, make_detector, progress: bool,
-                    figures: Path | None = None, augment: str = "", variants: list[dict] | None = None,
-                    **options) -> dict:
+def _category_folders(config: MvtecBenchmarkConfig) -> list[Path]:
+    from gonomaly.data.mvtec import category_folders
+
+    folders = category_folders(config.root)
+    if config.categories:
+        missing = [c for c in config.categories if c not in {f.name for f in folders}]
+        if missing:
+            raise GonomalyError(f"{config.root}: no category {', '.join(missing)} (found: "
+                                f"{', '.join(f.name for f in folders)})")
+        folders = [f for f in folders if f.name in config.categories]
+    return folders
+
+
+def mvtec_benchmark(config: MvtecBenchmarkConfig, echo: Echo = print) -> dict:
     """One model per category and model kind: train on train/good, score the test set; image
     AUROC, pixel AUROC, AUPRO, the confusion at the threshold and the training time per row.
-    ``augment="auto"`` takes each category's allowed flips and rotations. ``variants`` (dicts
-    of ``error_map``, ``sigma``, ``score``) score one trained network several ways, one row
-    each, with the threshold refitted on the training images."""
-    from gonomaly.data.mvtec import bundle_from_layout, category_folders, scan_category
-    from gonomaly.errors import GonomalyError
+    ``echo`` gets each row as it finishes (the first with a header)."""
+    from gonomaly.data.mvtec import bundle_from_layout, scan_category
 
     start = time.perf_counter()
-    folders = category_folders(root)
-    if categories:
-        missing = [c for c in categories if c not in {f.name for f in folders}]
-        if missing:
-            raise GonomalyError(f"{root}: no category {', '.join(missing)} (found: "
-                                f"{', '.join(f.name for f in folders)})")
-        folders = [f for f in folders if f.name in categories]
-    results = {"protocol": {"root": str(root), "image_size": image_size, "epochs": epochs,
-                            "batch_size": batch_size, "seed": seed, "threshold": "mean-std:2",
-                            "augment": augment, **options},
+    folders = _category_folders(config)
+    d = config.detector
+    results = {"protocol": {"root": str(config.root), "image_size": config.image_size, "epochs": d.epochs,
+                            "batch_size": d.batch_size, "seed": d.seed, "threshold": d.threshold,
+                            "augment": d.augment, "latent_dim": d.latent_dim, "score": d.score,
+                            "width": d.width, "error_map": d.error_map, "sigma": d.sigma, "top_k": d.top_k,
+                            "loss": d.loss},
                "runs": []}
     for folder in folders:
-        bundle = bundle_from_layout(scan_category(folder), image_size, f"mvtec:{folder}")
-        for model in models:
-            chosen = bundle.description.get("augment") or "" if augment == "auto" else augment
-            detector = make_detector(model, epochs=epochs, batch_size=batch_size, seed=seed,
-                                     progress=progress, augment=chosen, **options)
+        bundle = bundle_from_layout(scan_category(folder), config.image_size, f"mvtec:{folder}")
+        for model in config.models:
+            chosen = resolve_augment(d.augment, bundle)
+            detector = config.detector_of(model, augment=chosen)
             t0 = time.perf_counter()
             detector.fit(bundle.train)
             train_seconds = time.perf_counter() - t0
-            for variant in variants or [{}]:
-                scored = copy.copy(detector)
-                if variant:
-                    for key, value in variant.items():
-                        setattr(scored, key, value)
-                    scored.fit_scoring(bundle.train)
-                metrics = evaluate(scored, bundle, model_name=model).metrics
-                metrics.update(category=folder.name, train_seconds=round(train_seconds, 1),
-                               augment=chosen, n_train=len(bundle.train), error_map=scored.error_map,
-                               sigma=scored.sigma, top_k=scored.top_k)
+            row = {"category": folder.name, "train_seconds": round(train_seconds, 1), "augment": chosen,
+                   "n_train": len(bundle.train)}
+            for variant in config.variants or [{}]:
+                metrics = _mvtec_variant(config, bundle, variant, detector=detector, model=model, row=row)
                 results["runs"].append(metrics)
-                if figures is not None:
-                    name = f"mvtec_{folder.name}_{model}_{scored.error_map}_s{scored.sigma:g}_{scored.score}.png"
-                    metrics["figure"] = str(_mvtec_figure(scored, bundle, figures / name))
-                click.echo(format_mvtec_row(metrics, header=len(results["runs"]) == 1))
-    results["seconds"] = round(time.perf_counter() - start, 1)
-    return results
+                echo(format_mvtec_row(metrics, header=len(results["runs"]) == 1))
+    return finish(results, config, start)
+
+
+def _mvtec_variant(config: MvtecBenchmarkConfig, bundle, variant: Mapping, *, detector, model: str,
+                   row: dict) -> dict:
+    """Metrics of ``detector`` scored as ``variant`` says, with the ``row`` fields of its training
+    (and its figure, when the config asks for figures)."""
+    scored = copy.copy(detector)
+    if variant:
+        for key, value in variant.items():
+            setattr(scored, key, value)
+        scored.fit_scoring(bundle.train)
+    metrics = evaluate(scored, bundle, model_name=model).metrics
+    metrics.update(**row, error_map=scored.error_map, sigma=scored.sigma, top_k=scored.top_k)
+    if config.figures is not None:
+        name = f"mvtec_{row['category']}_{model}_{scored.error_map}_s{scored.sigma:g}_{scored.score}.png"
+        metrics["figure"] = str(_mvtec_figure(scored, bundle, config.figures / name))
+    return metrics
 
 
 def format_mvtec_row(m: dict, header: bool = False) -> str:
@@ -199,8 +292,8 @@ def format_mvtec_row(m: dict, header: bool = False) -> str:
     row = (f"{m['category']:<12}{m['model']:<6}{m['error_map'] + '/' + format(m['sigma'], 'g') + '/' + m['score']:<15}"
            f"{fmt(m['image_auroc']):>8}{fmt(m.get('pixel_auroc')):>8}"
            f"{fmt(m.get('aupro')):>8}{c['tn']:>5}{c['fp']:>5}{c['fn']:>5}{c['tp']:>5}{m['train_seconds']:>9.1f}")
-    head = (f"{'category':<12}{'model':<6}{'map/sigma/score':<15}{'img AUC':>8}{'pix AUC':>8}{'AUPRO':>8}{'tn':>5}{'fp':>5}"
-            f"{'fn':>5}{'tp':>5}{'train s':>9}")
+    head = (f"{'category':<12}{'model':<6}{'map/sigma/score':<15}{'img AUC':>8}{'pix AUC':>8}{'AUPRO':>8}"
+            f"{'tn':>5}{'fp':>5}{'fn':>5}{'tp':>5}{'train s':>9}")
     return f"{head}\n{row}" if header else row
 
 

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
-from gonomaly.data.specs import DataBundle
+from gonomaly.data import DataBundle
 from gonomaly.io import atomic_save_npz, atomic_write_json
 from gonomaly.metrics import aupro, image_metrics, pixel_auroc
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.npz"
+
+
+def slug(text: str, max_length: int = 80) -> str:
+    """``text`` as a file-name part: letters, digits and ``-_.`` kept, anything else ``_``
+    (``gonomaly evaluate`` writes RUN_DIR/eval-<slug of the SPEC>)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:max_length]
 
 
 @dataclass
