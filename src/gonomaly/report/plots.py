@@ -214,14 +214,8 @@ def _draw_losses(ax: Any, values: np.ndarray) -> None:
 
 
 def plot_reconstruction_grid(
-    originals: np.ndarray,
-    reconstructions: np.ndarray,
-    path: str | Path,
-    *,
-    errors: np.ndarray | None = None,
-    row_labels: Sequence[str] | None = None,
-    captions: Sequence[str] | None = None,
-    title: str | None = None,
+    originals: np.ndarray, reconstructions: np.ndarray, path: str | Path, *, errors: np.ndarray | None = None,
+    row_labels: Sequence[str] | None = None, captions: Sequence[str] | None = None, title: str | None = None,
 ) -> Path:
     """Originals, reconstructions and per-pixel error maps in three rows, one column per image.
 
@@ -710,14 +704,8 @@ def plot_image_strip(
 
 
 def plot_anomaly_overlays(
-    images: np.ndarray,
-    maps: np.ndarray,
-    path: str | Path,
-    *,
-    masks: np.ndarray | None = None,
-    captions: Sequence[str] | None = None,
-    vmax: float | None = None,
-    title: str | None = None,
+    images: np.ndarray, maps: np.ndarray, path: str | Path, *, masks: np.ndarray | None = None,
+    captions: Sequence[str] | None = None, vmax: float | None = None, title: str | None = None,
 ) -> Path:
     """Per image (one column each): the image; its anomaly map as a half-transparent 'jet' heat
     map over it; and, when ``masks`` are given, the ground-truth mask outlined in white on the
