@@ -35,11 +35,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from gonomaly.data.specs import NORMAL_GROUP, ImageSet
+from gonomaly.data import NORMAL_GROUP, ImageSet
 from gonomaly.io import atomic_save_npz
 
 __all__ = [
@@ -74,92 +76,117 @@ def save_examples(detector, test: ImageSet, scores: np.ndarray, directory: str |
     if images.ndim != 4:
         raise ValueError(f"save_examples: test images must be (N, C, H, W), got {images.shape}")
     scores = np.asarray(scores, dtype=np.float64).ravel()
-    n = len(images)
-    if scores.shape != (n,):
-        raise ValueError(f"save_examples: {scores.size} scores for {n} test images")
+    if scores.shape != (len(images),):
+        raise ValueError(f"save_examples: {scores.size} scores for {len(images)} test images")
     if per_group < 1:
         raise ValueError(f"save_examples: per_group must be positive, got {per_group}")
-    labels = np.asarray(test.labels).astype(np.int64)
-    groups = np.asarray(test.groups).astype(str)
-    ids = np.asarray(list(test.ids), dtype=str)
+    examples = _Examples(detector, images, scores, np.asarray(test.labels).astype(np.int64),
+                         np.asarray(test.groups).astype(str), np.asarray(list(test.ids), dtype=str))
     threshold = float(detector.threshold_)
-    rng = np.random.default_rng(seed)
-
-    arrays: dict[str, np.ndarray] = {
+    rng = np.random.default_rng(seed)  # drawn from in this order: grid, interpolations, overlays
+    examples.arrays.update({
         "format": np.asarray(EXAMPLES_FORMAT),
         "model": np.asarray(str(getattr(detector, "model_name", type(detector).__name__))),
         "threshold": np.asarray(threshold, dtype=np.float64),
         "seed": np.asarray(seed, dtype=np.int64),
         "per_group": np.asarray(per_group, dtype=np.int64),
-    }
+    })
+    examples.add("grid", _grid_idx(examples.groups, per_group, rng))
+    missed, false_alarms = _mistake_idx(examples.labels, scores, threshold)
+    examples.add("misses", missed)
+    examples.add("false_alarms", false_alarms)
+    examples.add_generative(rng, seed)
+    masks = getattr(test, "masks", None)
+    if masks is not None:
+        examples.add_overlays(masks, rng)
+    return atomic_save_npz(Path(directory) / EXAMPLES_FILE, **examples.arrays)
 
-    def add(prefix: str, idx: np.ndarray, *, reconstructions: bool = True) -> None:
+
+@dataclass
+class _Examples:
+    """The test set, its scores and the arrays chosen so far for examples.npz."""
+
+    detector: Any
+    images: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    ids: np.ndarray
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, prefix: str, idx: np.ndarray, *, reconstructions: bool = True) -> None:
+        """The images at ``idx`` with their maps, scores, groups and ids (and reconstructions)."""
         idx = np.asarray(idx, dtype=np.int64)
-        x = images[idx]
-        arrays[f"{prefix}_images"] = _display(x)
+        x = self.images[idx]
+        self.arrays[f"{prefix}_images"] = _display(x)
         if reconstructions:
-            arrays[f"{prefix}_reconstructions"] = _display(_run(detector.reconstruct, x))
-        arrays[f"{prefix}_maps"] = _maps(_run(detector.anomaly_map, x), x)
-        arrays[f"{prefix}_scores"] = scores[idx]
-        arrays[f"{prefix}_groups"] = groups[idx].astype(str)
-        arrays[f"{prefix}_ids"] = ids[idx].astype(str)
-        arrays[f"{prefix}_idx"] = idx
+            self.arrays[f"{prefix}_reconstructions"] = _display(_run(self.detector.reconstruct, x))
+        self.arrays[f"{prefix}_maps"] = _maps(_run(self.detector.anomaly_map, x), x)
+        self.arrays[f"{prefix}_scores"] = self.scores[idx]
+        self.arrays[f"{prefix}_groups"] = self.groups[idx].astype(str)
+        self.arrays[f"{prefix}_ids"] = self.ids[idx].astype(str)
+        self.arrays[f"{prefix}_idx"] = idx
 
-    # A few images of every group, normal first, then the anomaly groups in test-set order.
+    def add_generative(self, rng: np.random.Generator, seed: int) -> None:
+        """Samples and interpolations between normal images, for detectors that make them."""
+        shape = self.images.shape[1:]
+        normal = np.flatnonzero(self.labels == 0)
+        if callable(getattr(self.detector, "sample", None)):
+            with _seeded(seed):
+                samples = np.asarray(self.detector.sample(N_SAMPLES), dtype=np.float32)
+            self.arrays["samples"] = _display(samples.reshape((N_SAMPLES, *shape)))
+        if callable(getattr(self.detector, "interpolate", None)) and normal.size >= 2:
+            pairs = min(N_INTERPOLATIONS, normal.size // 2)
+            chosen = rng.choice(normal, size=2 * pairs, replace=False).reshape(pairs, 2)
+            rows = []
+            with _seeded(seed):
+                for a, b in chosen:
+                    row = np.asarray(self.detector.interpolate(self.images[a], self.images[b],
+                                                               N_INTERPOLATION_STEPS), dtype=np.float32)
+                    rows.append(_display(row.reshape((N_INTERPOLATION_STEPS, *shape))))
+            self.arrays["interpolations"] = np.stack(rows)
+            self.arrays["interpolation_ids"] = self.ids[chosen].astype(str)
+
+    def add_overlays(self, masks: np.ndarray, rng: np.random.Generator) -> None:
+        """Up to :data:`N_OVERLAYS` anomalous images with a non-empty mask, spread over the groups."""
+        n = len(self.images)
+        masks = np.asarray(masks)
+        if masks.ndim == 4 and masks.shape[1] == 1:
+            masks = masks[:, 0]
+        if masks.shape != (n, *self.images.shape[2:]):
+            raise ValueError(f"save_examples: masks have shape {masks.shape}, expected "
+                             f"{(n, *self.images.shape[2:])}")
+        has_mask = (self.labels == 1) & (masks.reshape(n, -1) > 0).any(axis=1)
+        anomaly_groups = [g for g in _group_order(self.groups) if g != NORMAL_GROUP]
+        per = max(1, N_OVERLAYS // max(1, len(anomaly_groups)))
+        picked = []
+        for name in anomaly_groups:
+            members = np.flatnonzero(has_mask & (self.groups == name))
+            if members.size:
+                picked.append(np.sort(rng.choice(members, size=min(per, members.size), replace=False)))
+        idx = np.concatenate(picked)[:N_OVERLAYS] if picked else np.zeros(0, np.int64)
+        self.add("overlay", idx, reconstructions=False)
+        self.arrays["overlay_masks"] = (masks[idx] > 0).astype(np.uint8)
+
+
+def _grid_idx(groups: np.ndarray, per_group: int, rng: np.random.Generator) -> np.ndarray:
+    """A few images of every group, normal first, then the anomaly groups in test-set order."""
     grid: list[np.ndarray] = []
     for name in _group_order(groups):
         members = np.flatnonzero(groups == name)
-        k = min(per_group, members.size)
-        grid.append(np.sort(rng.choice(members, size=k, replace=False)))
-    add("grid", np.concatenate(grid) if grid else np.zeros(0, np.int64))
+        grid.append(np.sort(rng.choice(members, size=min(per_group, members.size), replace=False)))
+    return np.concatenate(grid) if grid else np.zeros(0, np.int64)
 
-    # The most confident mistakes at the threshold (predicted anomalous means score > threshold).
+
+def _mistake_idx(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The most confident mistakes at the threshold (predicted anomalous means score > threshold):
+    misses, lowest score first, and false alarms, highest first; up to :data:`N_EXTREMES` each."""
+    n = len(scores)
     order = np.lexsort((np.arange(n), scores))  # ascending score, ties by position
     missed = order[(labels[order] == 1) & (scores[order] <= threshold)][:N_EXTREMES]
     order_desc = np.lexsort((np.arange(n), -scores))
     false_alarms = order_desc[(labels[order_desc] == 0) & (scores[order_desc] > threshold)]
-    add("misses", missed)
-    add("false_alarms", false_alarms[:N_EXTREMES])
-
-    normal = np.flatnonzero(labels == 0)
-    if callable(getattr(detector, "sample", None)):
-        with _seeded(seed):
-            samples = np.asarray(detector.sample(N_SAMPLES), dtype=np.float32)
-        arrays["samples"] = _display(samples.reshape((N_SAMPLES, *images.shape[1:])))
-    if callable(getattr(detector, "interpolate", None)) and normal.size >= 2:
-        pairs = min(N_INTERPOLATIONS, normal.size // 2)
-        chosen = rng.choice(normal, size=2 * pairs, replace=False).reshape(pairs, 2)
-        rows = []
-        with _seeded(seed):
-            for a, b in chosen:
-                row = np.asarray(detector.interpolate(images[a], images[b], N_INTERPOLATION_STEPS),
-                                 dtype=np.float32)
-                rows.append(_display(row.reshape((N_INTERPOLATION_STEPS, *images.shape[1:]))))
-        arrays["interpolations"] = np.stack(rows)
-        arrays["interpolation_ids"] = ids[chosen].astype(str)
-
-    masks = getattr(test, "masks", None)
-    if masks is not None:
-        masks = np.asarray(masks)
-        if masks.ndim == 4 and masks.shape[1] == 1:
-            masks = masks[:, 0]
-        if masks.shape != (n, *images.shape[2:]):
-            raise ValueError(f"save_examples: masks have shape {masks.shape}, expected "
-                             f"{(n, *images.shape[2:])}")
-        has_mask = (labels == 1) & (masks.reshape(n, -1) > 0).any(axis=1)
-        anomaly_groups = [g for g in _group_order(groups) if g != NORMAL_GROUP]
-        per = max(1, N_OVERLAYS // max(1, len(anomaly_groups)))
-        picked = []
-        for name in anomaly_groups:
-            members = np.flatnonzero(has_mask & (groups == name))
-            if members.size:
-                picked.append(np.sort(rng.choice(members, size=min(per, members.size),
-                                                 replace=False)))
-        idx = np.concatenate(picked)[:N_OVERLAYS] if picked else np.zeros(0, np.int64)
-        add("overlay", idx, reconstructions=False)
-        arrays["overlay_masks"] = (masks[idx] > 0).astype(np.uint8)
-
-    return atomic_save_npz(Path(directory) / EXAMPLES_FILE, **arrays)
+    return missed, false_alarms[:N_EXTREMES]
 
 
 def _group_order(groups: np.ndarray) -> list[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from PIL import Image
 
+from gonomaly.data import NORMAL_GROUP
 from gonomaly.io import atomic_write_bytes
+from gonomaly.report.formatting import short
 
 __all__ = [
     "ANOMALY_COLOR",
@@ -54,7 +57,6 @@ __all__ = [
     "MAX_OVERLAID_GROUPS",
     "MIN_GRID_WIDTH_PX",
     "NORMAL_COLOR",
-    "NORMAL_GROUP",
     "ROC_PR_SIZE_PX",
     "STYLE",
     "TITLE_PX",
@@ -76,7 +78,6 @@ __all__ = [
 
 DPI = 100
 
-NORMAL_GROUP = "normal"
 NORMAL_COLOR = "tab:blue"
 ANOMALY_COLOR = "tab:red"
 # Qualitative colours for anomalous groups, in order; blue is kept for the normal class.
@@ -173,33 +174,11 @@ def plot_loss_curve(
                 f"plot_loss_curve: epochs_at values {bad[:5]} lie outside 0..{values.size} "
                 f"(the number of losses)"
             )
-    steps = np.arange(values.size)
     finite = np.isfinite(values)
-    n_bad = int((~finite).sum())
-
     with matplotlib.rc_context(STYLE):
         fig = _new_figure(*LOSS_SIZE_PX)
         ax = fig.add_subplot()
-        smooth = values.size >= _SMOOTH_MIN_STEPS and finite.sum() >= _SMOOTH_MIN_STEPS // 2
-        raw_label = "loss per step" + (f" ({n_bad} non-finite omitted)" if n_bad else "")
-        if values.size == 1 or finite.sum() == 1:
-            ax.plot(steps[finite], values[finite], "o", color=NORMAL_COLOR, label=raw_label)
-        else:
-            ax.plot(
-                steps,
-                values,
-                color=NORMAL_COLOR,
-                linewidth=0.8 if smooth else 1.5,
-                alpha=0.35 if smooth else 1.0,
-                label=raw_label,
-            )
-        if smooth:
-            window = max(5, values.size // 25)
-            centres, averaged = _moving_average(values, window)
-            ax.plot(
-                centres, averaged, color=NORMAL_COLOR, linewidth=2.0,
-                label=f"moving average ({window} steps)",
-            )
+        _draw_losses(ax, values)
         for i, boundary in enumerate(boundaries):
             ax.axvline(
                 boundary, color=_NEUTRAL_COLOR, linestyle=":", linewidth=1.0,
@@ -216,15 +195,27 @@ def plot_loss_curve(
         return _save(fig, path)
 
 
+def _draw_losses(ax: Any, values: np.ndarray) -> None:
+    """The loss per step, faint under its moving average from :data:`_SMOOTH_MIN_STEPS` steps on."""
+    steps = np.arange(values.size)
+    finite = np.isfinite(values)
+    n_bad = int((~finite).sum())
+    smooth = values.size >= _SMOOTH_MIN_STEPS and finite.sum() >= _SMOOTH_MIN_STEPS // 2
+    raw_label = "loss per step" + (f" ({n_bad} non-finite omitted)" if n_bad else "")
+    if values.size == 1 or finite.sum() == 1:
+        ax.plot(steps[finite], values[finite], "o", color=NORMAL_COLOR, label=raw_label)
+    else:
+        ax.plot(steps, values, color=NORMAL_COLOR, linewidth=0.8 if smooth else 1.5,
+                alpha=0.35 if smooth else 1.0, label=raw_label)
+    if smooth:
+        window = max(5, values.size // 25)
+        centres, averaged = _moving_average(values, window)
+        ax.plot(centres, averaged, color=NORMAL_COLOR, linewidth=2.0, label=f"moving average ({window} steps)")
+
+
 def plot_reconstruction_grid(
-    originals: np.ndarray,
-    reconstructions: np.ndarray,
-    path: str | Path,
-    *,
-    errors: np.ndarray | None = None,
-    row_labels: Sequence[str] | None = None,
-    captions: Sequence[str] | None = None,
-    title: str | None = None,
+    originals: np.ndarray, reconstructions: np.ndarray, path: str | Path, *, errors: np.ndarray | None = None,
+    row_labels: Sequence[str] | None = None, captions: Sequence[str] | None = None, title: str | None = None,
 ) -> Path:
     """Originals, reconstructions and per-pixel error maps in three rows, one column per image.
 
@@ -240,23 +231,10 @@ def plot_reconstruction_grid(
     x = _as_images("originals", originals)
     x_hat = _as_images("reconstructions", reconstructions)
     if x.shape != x_hat.shape:
-        raise ValueError(
-            f"plot_reconstruction_grid: originals {x.shape} and reconstructions {x_hat.shape} "
-            "differ in shape"
-        )
+        raise ValueError(f"plot_reconstruction_grid: originals {x.shape} and reconstructions {x_hat.shape} "
+                         "differ in shape")
     n = x.shape[0]
-    if errors is None:
-        diff = np.abs(x - x_hat)
-        err = diff.mean(axis=-1) if diff.ndim == 4 else diff
-    else:
-        err = np.asarray(errors, dtype=np.float64)
-        if err.ndim == 4 and err.shape[-1] == 1:
-            err = err[..., 0]
-        if err.shape != x.shape[:3]:
-            raise ValueError(
-                f"plot_reconstruction_grid: errors has shape {err.shape}, expected "
-                f"{x.shape[:3]} (one H x W map per image)"
-            )
+    err = _error_maps(x, x_hat, errors)
     default_labels = ["original", "reconstruction", "|x − x̂|"]
     labels = default_labels if row_labels is None else list(row_labels)
     if len(labels) != 3:
@@ -281,14 +259,27 @@ def plot_reconstruction_grid(
             if caps:
                 top.set_title(caps[j], fontsize=7)
             if j == 0:
-                top.set_ylabel(labels[0])
-                middle.set_ylabel(labels[1])
-                bottom.set_ylabel(labels[2])
+                for ax, label in zip((top, middle, bottom), labels):
+                    ax.set_ylabel(label)
         cbar = fig.colorbar(err_image, cax=fig.add_subplot(grid[2, c0 + n]))
         cbar.ax.tick_params(labelsize=7)
         if title:
             fig.suptitle(title)
         return _save(fig, path)
+
+
+def _error_maps(x: np.ndarray, x_hat: np.ndarray, errors: np.ndarray | None) -> np.ndarray:
+    """``errors`` as (N, H, W), checked; by default ``|x - x_hat|`` averaged over channels."""
+    if errors is None:
+        diff = np.abs(x - x_hat)
+        return diff.mean(axis=-1) if diff.ndim == 4 else diff
+    err = _squeeze_last(np.asarray(errors, dtype=np.float64))
+    if err.shape != x.shape[:3]:
+        raise ValueError(
+            f"plot_reconstruction_grid: errors has shape {err.shape}, expected "
+            f"{x.shape[:3]} (one H x W map per image)"
+        )
+    return err
 
 
 def plot_score_histograms(
@@ -315,10 +306,63 @@ def plot_score_histograms(
     threshold = float(threshold)
     if not math.isfinite(threshold):
         raise ValueError(f"plot_score_histograms: threshold must be finite, got {threshold}")
-    groups = {str(k): np.asarray(v, dtype=np.float64).ravel() for k, v in scores_by_group.items()}
-    names = sorted(groups, key=lambda k: k != NORMAL_GROUP)  # stable: normal first
-    colours = _group_colours(names)
+    hists = _Histograms.of(scores_by_group, threshold)
+    with matplotlib.rc_context(STYLE):
+        if len(hists.names) <= MAX_OVERLAID_GROUPS:
+            fig = _overlaid_histograms(hists, title)
+        else:
+            fig = _histogram_grid(hists, title)
+        return _save(fig, path)
 
+
+@dataclass(frozen=True)
+class _Histograms:
+    """Finite and non-finite scores per group (normal first), their colours and shared bins."""
+
+    groups: dict[str, np.ndarray]
+    names: list[str]
+    colours: dict[str, str]
+    edges: np.ndarray
+    threshold: float
+
+    @classmethod
+    def of(cls, scores_by_group: Mapping[str, np.ndarray], threshold: float) -> _Histograms:
+        groups = {str(k): np.asarray(v, dtype=np.float64).ravel() for k, v in scores_by_group.items()}
+        names = sorted(groups, key=lambda k: k != NORMAL_GROUP)  # stable: normal first
+        return cls(groups, names, _group_colours(names), _histogram_edges(groups, threshold), threshold)
+
+    @property
+    def xlim(self) -> tuple[float, float]:
+        lo, hi = float(self.edges[0]), float(self.edges[-1])
+        pad = 0.02 * (hi - lo)
+        return lo - pad, hi + pad
+
+    @property
+    def threshold_label(self) -> str:
+        return f"threshold = {self.threshold:.4g}"
+
+    def describe(self, name: str) -> str:
+        scores = self.groups[name]
+        n_finite = int(np.isfinite(scores).sum())
+        text = f"{name} (n={n_finite:,}"
+        if n_finite < scores.size:
+            text += f", {scores.size - n_finite} non-finite"
+        return text + ")"
+
+    def draw(self, ax: Any, name: str) -> None:
+        scores, colour, edges = self.groups[name], self.colours[name], self.edges
+        finite = np.clip(scores[np.isfinite(scores)], edges[0], edges[-1])
+        label = self.describe(name)
+        if finite.size == 0:
+            ax.plot([], [], color=colour, label=label + " — no scores")
+            return
+        if name == NORMAL_GROUP:
+            ax.hist(finite, bins=edges, density=True, histtype="stepfilled", color=colour, alpha=0.25)
+        ax.hist(finite, bins=edges, density=True, histtype="step", color=colour, linewidth=1.5, label=label)
+
+
+def _histogram_edges(groups: Mapping[str, np.ndarray], threshold: float) -> np.ndarray:
+    """Shared bin edges: 10 to 40 bins over every finite score and the threshold."""
     finite_all = [g[np.isfinite(g)] for g in groups.values()]
     pooled = np.concatenate([*finite_all, [threshold]])
     lo, hi = float(pooled.min()), float(pooled.max())
@@ -335,81 +379,52 @@ def plot_score_histograms(
         lo, hi = lo - 0.5, hi + 0.5
     total = sum(f.size for f in finite_all)
     n_bins = int(np.clip(round(math.sqrt(max(total, 1))), 10, 40))
-    edges = np.linspace(lo, hi, n_bins + 1)
-    pad = 0.02 * (hi - lo)
+    return np.linspace(lo, hi, n_bins + 1)
 
-    def describe(name: str) -> str:
-        scores = groups[name]
-        n_finite = int(np.isfinite(scores).sum())
-        text = f"{name} (n={n_finite:,}"
-        if n_finite < scores.size:
-            text += f", {scores.size - n_finite} non-finite"
-        return text + ")"
 
-    def draw(ax: Any, name: str) -> None:
-        scores = groups[name]
-        finite = np.clip(scores[np.isfinite(scores)], edges[0], edges[-1])
-        label = describe(name)
-        if finite.size == 0:
-            ax.plot([], [], color=colours[name], label=label + " — no scores")
-            return
-        if name == NORMAL_GROUP:
-            ax.hist(finite, bins=edges, density=True, histtype="stepfilled",
-                    color=colours[name], alpha=0.25)
-            ax.hist(finite, bins=edges, density=True, histtype="step",
-                    color=colours[name], linewidth=1.5, label=label)
-        else:
-            ax.hist(finite, bins=edges, density=True, histtype="step",
-                    color=colours[name], linewidth=1.5, label=label)
+def _overlaid_histograms(hists: _Histograms, title: str | None) -> Figure:
+    fig = _new_figure(*HISTOGRAM_SIZE_PX)
+    ax = fig.add_subplot()
+    for name in hists.names:
+        hists.draw(ax, name)
+    ax.axvline(hists.threshold, color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.2,
+               label=hists.threshold_label)
+    ax.set_xlim(*hists.xlim)
+    ax.set_ylim(0.0, ax.get_ylim()[1] * (1.1 + 0.06 * len(hists.names)))  # room for the legend
+    ax.set_xlabel("anomaly score")
+    ax.set_ylabel("density")
+    ax.set_title(title or "Anomaly scores by group")
+    ax.legend(loc="upper right")
+    return fig
 
-    threshold_label = f"threshold = {threshold:.4g}"
-    with matplotlib.rc_context(STYLE):
-        if len(names) <= MAX_OVERLAID_GROUPS:
-            fig = _new_figure(*HISTOGRAM_SIZE_PX)
-            ax = fig.add_subplot()
-            for name in names:
-                draw(ax, name)
-            ax.axvline(threshold, color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.2,
-                       label=threshold_label)
-            ax.set_xlim(lo - pad, hi + pad)
-            ax.set_ylim(0.0, ax.get_ylim()[1] * (1.1 + 0.06 * len(names)))  # room for the legend
-            ax.set_xlabel("anomaly score")
+
+def _histogram_grid(hists: _Histograms, title: str | None) -> Figure:
+    others = [k for k in hists.names if k != NORMAL_GROUP]
+    rows = math.ceil(len(others) / HIST_GRID_COLS)
+    fig = _new_figure(HIST_GRID_COLS * HIST_PANEL_PX[0], HIST_GRID_HEADER_PX + rows * HIST_PANEL_PX[1])
+    axes = fig.subplots(rows, HIST_GRID_COLS, squeeze=False, sharex=True)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(others):
+            ax.set_visible(False)
+            continue
+        if NORMAL_GROUP in hists.groups:
+            hists.draw(ax, NORMAL_GROUP)
+        hists.draw(ax, others[i])
+        ax.axvline(hists.threshold, color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.0)
+        ax.set_xlim(*hists.xlim)
+        ax.set_title(hists.describe(others[i]).replace(others[i], short(others[i], 24), 1),
+                     fontsize=8, color=hists.colours[others[i]])
+        ax.tick_params(labelsize=7)
+        if i % HIST_GRID_COLS == 0:
             ax.set_ylabel("density")
-            ax.set_title(title or "Anomaly scores by group")
-            ax.legend(loc="upper right")
-            return _save(fig, path)
-
-        others = [k for k in names if k != NORMAL_GROUP]
-        rows = math.ceil(len(others) / HIST_GRID_COLS)
-        fig = _new_figure(
-            HIST_GRID_COLS * HIST_PANEL_PX[0], HIST_GRID_HEADER_PX + rows * HIST_PANEL_PX[1]
-        )
-        axes = fig.subplots(rows, HIST_GRID_COLS, squeeze=False, sharex=True)
-        for i, ax in enumerate(axes.flat):
-            if i >= len(others):
-                ax.set_visible(False)
-                continue
-            if NORMAL_GROUP in groups:
-                draw(ax, NORMAL_GROUP)
-            draw(ax, others[i])
-            ax.axvline(threshold, color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.0)
-            ax.set_xlim(lo - pad, hi + pad)
-            ax.set_title(
-                describe(others[i]).replace(others[i], _shorten(others[i], 24), 1),
-                fontsize=8,
-                color=colours[others[i]],
-            )
-            ax.tick_params(labelsize=7)
-            if i % HIST_GRID_COLS == 0:
-                ax.set_ylabel("density")
-            if i + HIST_GRID_COLS >= len(others):
-                ax.set_xlabel("anomaly score")
-                ax.xaxis.set_tick_params(labelbottom=True)
-        head = title or "Anomaly scores by group"
-        if NORMAL_GROUP in groups:
-            head += f" — filled blue: {describe(NORMAL_GROUP)}"
-        fig.suptitle(f"{head}; dashed line: {threshold_label}")
-        return _save(fig, path)
+        if i + HIST_GRID_COLS >= len(others):
+            ax.set_xlabel("anomaly score")
+            ax.xaxis.set_tick_params(labelbottom=True)
+    head = title or "Anomaly scores by group"
+    if NORMAL_GROUP in hists.groups:
+        head += f" — filled blue: {hists.describe(NORMAL_GROUP)}"
+    fig.suptitle(f"{head}; dashed line: {hists.threshold_label}")
+    return fig
 
 
 def plot_confusion_matrix(
@@ -473,13 +488,6 @@ def plot_roc_pr(
     ``labels`` are 0 (normal) / 1 (anomalous, the positive class); higher scores mean more
     anomalous. With only one class present each panel says so instead of drawing a curve.
     """
-    from sklearn.metrics import (
-        average_precision_score,
-        precision_recall_curve,
-        roc_auc_score,
-        roc_curve,
-    )
-
     y = np.asarray(labels).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
     if y.size != s.size:
@@ -500,42 +508,59 @@ def plot_roc_pr(
         if n_pos == 0 or n_neg == 0:
             note = f"needs both classes\n({n_neg} normal, {n_pos} anomalous)"
             for ax in (roc_ax, pr_ax):
-                ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=11,
-                        color=_NEUTRAL_COLOR, transform=ax.transAxes)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.grid(False)
-                for spine in ax.spines.values():
-                    spine.set_visible(True)
-                    spine.set_color("0.8")
+                _say_instead(ax, note)
         else:
-            fpr, tpr, _ = roc_curve(y, s)
-            auroc = roc_auc_score(y, s)
-            roc_ax.plot(fpr, tpr, color=ANOMALY_COLOR, label=f"AUROC = {auroc:.3f}")
-            roc_ax.plot([0, 1], [0, 1], color=_NEUTRAL_COLOR, linestyle="--", linewidth=1.0,
-                        label="chance (0.5)")
-            roc_ax.set_xlabel("false-positive rate")
-            roc_ax.set_ylabel("true-positive rate")
-            roc_ax.legend(loc="lower right")
-
-            precision, recall, _ = precision_recall_curve(y, s)
-            aupr = average_precision_score(y, s)
-            prevalence = n_pos / y.size
-            pr_ax.step(recall, precision, where="post", color=ANOMALY_COLOR,
-                       label=f"AUPR (AP) = {aupr:.3f}")
-            pr_ax.axhline(prevalence, color=_NEUTRAL_COLOR, linestyle="--", linewidth=1.0,
-                          label=f"prevalence baseline = {prevalence:.3f}")
-            pr_ax.set_xlabel("recall")
-            pr_ax.set_ylabel("precision")
-            pr_ax.legend(loc="lower left")
-            for ax in (roc_ax, pr_ax):
-                ax.set_xlim(-0.01, 1.01)
-                ax.set_ylim(-0.01, 1.02)
-                ax.set_aspect("equal")
+            _draw_roc(roc_ax, y, s)
+            _draw_pr(pr_ax, y, s)
         fig.suptitle(
             (title + " — " if title else "") + f"{n_neg:,} normal, {n_pos:,} anomalous"
         )
         return _save(fig, path)
+
+
+def _say_instead(ax: Any, note: str) -> None:
+    """A framed panel with ``note`` in place of a curve."""
+    ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=11, color=_NEUTRAL_COLOR, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_color("0.8")
+
+
+def _draw_roc(ax: Any, y: np.ndarray, s: np.ndarray) -> None:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(y, s)
+    auroc = roc_auc_score(y, s)
+    ax.plot(fpr, tpr, color=ANOMALY_COLOR, label=f"AUROC = {auroc:.3f}")
+    ax.plot([0, 1], [0, 1], color=_NEUTRAL_COLOR, linestyle="--", linewidth=1.0, label="chance (0.5)")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(loc="lower right")
+    _unit_square(ax)
+
+
+def _draw_pr(ax: Any, y: np.ndarray, s: np.ndarray) -> None:
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(y, s)
+    aupr = average_precision_score(y, s)
+    prevalence = int(y.sum()) / y.size
+    ax.step(recall, precision, where="post", color=ANOMALY_COLOR, label=f"AUPR (AP) = {aupr:.3f}")
+    ax.axhline(prevalence, color=_NEUTRAL_COLOR, linestyle="--", linewidth=1.0,
+               label=f"prevalence baseline = {prevalence:.3f}")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.legend(loc="lower left")
+    _unit_square(ax)
+
+
+def _unit_square(ax: Any) -> None:
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.02)
+    ax.set_aspect("equal")
 
 
 def group_bars_size_px(n_groups: int) -> tuple[int, int]:
@@ -559,84 +584,82 @@ def plot_group_bars(
     """
     if not groups:
         raise ValueError("plot_group_bars: groups is empty")
-    names = [str(k) for k in groups]
-    auroc: list[float] = []
-    rate: list[float] = []
-    sizes: list[int | None] = []
-    for name, metrics in zip(names, groups.values(), strict=True):
-        if "auroc" not in metrics:
-            raise ValueError(f"plot_group_bars: group {name!r} has no 'auroc'")
-        n = metrics.get("n")
-        if "detection_rate" in metrics:
-            r = float(metrics["detection_rate"])
-        elif "flagged" in metrics and n is not None:
-            r = float(metrics["flagged"]) / float(n) if n else float("nan")
-        else:
-            raise ValueError(
-                f"plot_group_bars: group {name!r} needs 'detection_rate' or 'flagged' and 'n'"
-            )
-        a = float(metrics["auroc"])
-        for key, value in (("auroc", a), ("detection rate", r)):
-            if not (math.isnan(value) or -1e-9 <= value <= 1 + 1e-9):
-                raise ValueError(f"plot_group_bars: group {name!r} {key} {value} is outside [0, 1]")
-        auroc.append(a)
-        rate.append(r)
-        sizes.append(None if n is None else int(n))
-
-    x = np.arange(len(names))
-    width = 0.38
+    bars = [_group_bar(str(name), metrics) for name, metrics in groups.items()]
+    names = [bar[0] for bar in bars]
+    x = np.arange(len(bars))
     with matplotlib.rc_context(STYLE):
-        fig = _new_figure(*group_bars_size_px(len(names)))
+        fig = _new_figure(*group_bars_size_px(len(bars)))
         ax = fig.add_subplot()
         ax.axhline(0.5, color=_NEUTRAL_COLOR, linestyle=":", linewidth=1.2)
-        any_nan = False
-        for i, (a, r, name) in enumerate(zip(auroc, rate, names, strict=True)):
-            if math.isnan(a):
-                any_nan = True
-                ax.bar(x[i] - width / 2, 1.0, width, fill=False, hatch="///",
-                       edgecolor=_AUROC_COLOR, alpha=0.5, linewidth=0.8)
-                ax.text(x[i] - width / 2, 0.5, "n/a", ha="center", va="center", fontsize=7,
-                        rotation=90, color=_AUROC_COLOR,
-                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
-            else:
-                ax.bar(x[i] - width / 2, a, width, color=_AUROC_COLOR)
-                ax.text(x[i] - width / 2, a + 0.01, f"{a:.2f}", ha="center", va="bottom",
-                        fontsize=7)
-            colour = NORMAL_COLOR if name == NORMAL_GROUP else ANOMALY_COLOR
-            if math.isnan(r):
-                ax.text(x[i] + width / 2, 0.02, "n/a", ha="center", va="bottom", fontsize=7)
-            else:
-                ax.bar(x[i] + width / 2, r, width, color=colour)
-                ax.text(x[i] + width / 2, r + 0.01, f"{r:.2f}", ha="center", va="bottom",
-                        fontsize=7)
-        ticks = [
-            _shorten(name, 28) + ("" if size is None else f" (n={size:,})")
-            for name, size in zip(names, sizes, strict=True)
-        ]
+        for i, (name, auroc, rate, _) in enumerate(bars):
+            _draw_auroc_bar(ax, x[i] - _GROUP_BAR_WIDTH / 2, auroc)
+            _draw_rate_bar(ax, x[i] + _GROUP_BAR_WIDTH / 2, rate, name == NORMAL_GROUP)
+        ticks = [short(name, 28) + ("" if size is None else f" (n={size:,})") for name, _, _, size in bars]
         ax.set_xticks(x, ticks, rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_ylim(0.0, 1.12)
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel("value")
         ax.grid(axis="x", visible=False)
-        handles = [
-            Patch(color=_AUROC_COLOR, label="AUROC"),
-            Patch(color=ANOMALY_COLOR, label="detection rate (flagged / n)"),
-        ]
-        if NORMAL_GROUP in names:
-            handles.append(Patch(color=NORMAL_COLOR, label="false-alarm rate (normal)"))
-        if any_nan:
-            handles.append(Patch(fill=False, hatch="///", edgecolor=_AUROC_COLOR,
-                                 label="AUROC n/a (one class only)"))
-        handles.append(
-            Line2D([], [], color=_NEUTRAL_COLOR, linestyle=":",
-                                    label="AUROC chance (0.5)")
-        )
+        handles = _group_bar_legend(NORMAL_GROUP in names, any(math.isnan(bar[1]) for bar in bars))
         ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0),
                   ncols=min(len(handles), 3), frameon=False)
         if title:
             fig.suptitle(title)
         return _save(fig, path)
+
+
+_GROUP_BAR_WIDTH = 0.38
+
+
+def _group_bar(name: str, metrics: Mapping[str, float]) -> tuple[str, float, float, int | None]:
+    """(name, AUROC, detection rate, n) of one group, checked."""
+    if "auroc" not in metrics:
+        raise ValueError(f"plot_group_bars: group {name!r} has no 'auroc'")
+    n = metrics.get("n")
+    if "detection_rate" in metrics:
+        rate = float(metrics["detection_rate"])
+    elif "flagged" in metrics and n is not None:
+        rate = float(metrics["flagged"]) / float(n) if n else float("nan")
+    else:
+        raise ValueError(f"plot_group_bars: group {name!r} needs 'detection_rate' or 'flagged' and 'n'")
+    auroc = float(metrics["auroc"])
+    for key, value in (("auroc", auroc), ("detection rate", rate)):
+        if not (math.isnan(value) or -1e-9 <= value <= 1 + 1e-9):
+            raise ValueError(f"plot_group_bars: group {name!r} {key} {value} is outside [0, 1]")
+    return name, auroc, rate, None if n is None else int(n)
+
+
+def _draw_auroc_bar(ax: Any, x: float, auroc: float) -> None:
+    if math.isnan(auroc):
+        ax.bar(x, 1.0, _GROUP_BAR_WIDTH, fill=False, hatch="///", edgecolor=_AUROC_COLOR, alpha=0.5,
+               linewidth=0.8)
+        ax.text(x, 0.5, "n/a", ha="center", va="center", fontsize=7, rotation=90, color=_AUROC_COLOR,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    else:
+        ax.bar(x, auroc, _GROUP_BAR_WIDTH, color=_AUROC_COLOR)
+        ax.text(x, auroc + 0.01, f"{auroc:.2f}", ha="center", va="bottom", fontsize=7)
+
+
+def _draw_rate_bar(ax: Any, x: float, rate: float, normal: bool) -> None:
+    if math.isnan(rate):
+        ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7)
+    else:
+        ax.bar(x, rate, _GROUP_BAR_WIDTH, color=NORMAL_COLOR if normal else ANOMALY_COLOR)
+        ax.text(x, rate + 0.01, f"{rate:.2f}", ha="center", va="bottom", fontsize=7)
+
+
+def _group_bar_legend(with_normal: bool, any_nan: bool) -> list[Any]:
+    handles: list[Any] = [
+        Patch(color=_AUROC_COLOR, label="AUROC"),
+        Patch(color=ANOMALY_COLOR, label="detection rate (flagged / n)"),
+    ]
+    if with_normal:
+        handles.append(Patch(color=NORMAL_COLOR, label="false-alarm rate (normal)"))
+    if any_nan:
+        handles.append(Patch(fill=False, hatch="///", edgecolor=_AUROC_COLOR, label="AUROC n/a (one class only)"))
+    handles.append(Line2D([], [], color=_NEUTRAL_COLOR, linestyle=":", label="AUROC chance (0.5)"))
+    return handles
 
 
 def plot_image_strip(
@@ -681,14 +704,8 @@ def plot_image_strip(
 
 
 def plot_anomaly_overlays(
-    images: np.ndarray,
-    maps: np.ndarray,
-    path: str | Path,
-    *,
-    masks: np.ndarray | None = None,
-    captions: Sequence[str] | None = None,
-    vmax: float | None = None,
-    title: str | None = None,
+    images: np.ndarray, maps: np.ndarray, path: str | Path, *, masks: np.ndarray | None = None,
+    captions: Sequence[str] | None = None, vmax: float | None = None, title: str | None = None,
 ) -> Path:
     """Per image (one column each): the image; its anomaly map as a half-transparent 'jet' heat
     map over it; and, when ``masks`` are given, the ground-truth mask outlined in white on the
@@ -702,25 +719,11 @@ def plot_anomaly_overlays(
     ``rows*CELL_PX + (CAPTION_PX if captions) + (TITLE_PX if title)``, rows = 3 with masks else 2.
     """
     x = _as_images("images", images)
-    n, h, w = x.shape[:3]
-    m = np.asarray(maps, dtype=np.float64)
-    if m.ndim == 4 and m.shape[-1] == 1:
-        m = m[..., 0]
+    n = x.shape[0]
+    m = _squeeze_last(np.asarray(maps, dtype=np.float64))
     if m.ndim != 3 or m.shape[0] != n:
-        raise ValueError(
-            f"plot_anomaly_overlays: maps has shape {m.shape}, expected ({n}, H, W) "
-            f"(one map per image)"
-        )
-    gt = None
-    if masks is not None:
-        gt = np.asarray(masks)
-        if gt.ndim == 4 and gt.shape[-1] == 1:
-            gt = gt[..., 0]
-        if gt.shape != (n, h, w):
-            raise ValueError(
-                f"plot_anomaly_overlays: masks has shape {gt.shape}, expected {(n, h, w)}"
-            )
-        gt = (gt > 0).astype(np.float64)
+        raise ValueError(f"plot_anomaly_overlays: maps has shape {m.shape}, expected ({n}, H, W) (one map per image)")
+    gt = None if masks is None else _overlay_masks(masks, x.shape[:3])
     caps = _check_captions("plot_anomaly_overlays", captions, n)
     hi = _finite_max(m, default=1.0) if vmax is None else float(vmax)
     lo = min(0.0, float(np.nanmin(m))) if np.isfinite(m).any() else 0.0
@@ -729,38 +732,55 @@ def plot_anomaly_overlays(
     rows = 3 if gt is not None else 2
     width = max(MIN_GRID_WIDTH_PX, LABEL_PX + n * CELL_PX + COLORBAR_PX)
     height = rows * CELL_PX + (CAPTION_PX if caps else 0) + (TITLE_PX if title else 0)
-    extent = (-0.5, w - 0.5, h - 0.5, -0.5)
     with matplotlib.rc_context(STYLE):
         fig = _new_figure(width, height)
         grid, c0 = _image_gridspec(fig, rows, n, width)
-        heat = None
         for j in range(n):
-            top = fig.add_subplot(grid[0, c0 + j])
-            _show_image(top, x[j])
-            over = fig.add_subplot(grid[1, c0 + j])
-            _show_image(over, x[j])
-            heat = over.imshow(m[j], cmap="jet", alpha=0.5, vmin=lo, vmax=hi, extent=extent,
-                               interpolation="bilinear")
-            over.set_xlim(extent[0], extent[1])
-            over.set_ylim(extent[2], extent[3])
+            column = [fig.add_subplot(grid[row, c0 + j]) for row in range(rows)]
+            heat = _draw_overlay_column(column, x[j], m[j], None if gt is None else gt[j], (lo, hi))
             if caps:
-                top.set_title(caps[j], fontsize=7)
+                column[0].set_title(caps[j], fontsize=7)
             if j == 0:
-                top.set_ylabel("image")
-                over.set_ylabel("anomaly map")
-            if gt is not None:
-                if gt[j].any() and not gt[j].all():
-                    over.contour(gt[j], levels=[0.5], colors="white", linewidths=1.2)
-                bottom = fig.add_subplot(grid[2, c0 + j])
-                _show_image(bottom, gt[j])
-                if j == 0:
-                    bottom.set_ylabel("ground truth")
+                for ax, label in zip(column, ("image", "anomaly map", "ground truth")):
+                    ax.set_ylabel(label)
         cbar = fig.colorbar(heat, cax=fig.add_subplot(grid[1, c0 + n]))
         cbar.ax.tick_params(labelsize=7)
         cbar.solids.set_alpha(1.0)
         if title:
             fig.suptitle(title)
         return _save(fig, path)
+
+
+def _squeeze_last(arr: np.ndarray) -> np.ndarray:
+    """(N, H, W, 1) -> (N, H, W); other shapes unchanged."""
+    return arr[..., 0] if arr.ndim == 4 and arr.shape[-1] == 1 else arr
+
+
+def _overlay_masks(masks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    gt = _squeeze_last(np.asarray(masks))
+    if gt.shape != shape:
+        raise ValueError(f"plot_anomaly_overlays: masks has shape {gt.shape}, expected {shape}")
+    return (gt > 0).astype(np.float64)
+
+
+def _draw_overlay_column(column: list[Any], image: np.ndarray, anomaly_map: np.ndarray,
+                         mask: np.ndarray | None, limits: tuple[float, float]) -> Any:
+    """The image, the map over it (with the mask's outline) and the mask, top to bottom; returns
+    the heat map's image for the colour bar."""
+    top, over = column[0], column[1]
+    h, w = image.shape[:2]
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)
+    _show_image(top, image)
+    _show_image(over, image)
+    heat = over.imshow(anomaly_map, cmap="jet", alpha=0.5, vmin=limits[0], vmax=limits[1], extent=extent,
+                       interpolation="bilinear")
+    over.set_xlim(extent[0], extent[1])
+    over.set_ylim(extent[2], extent[3])
+    if mask is not None:
+        if mask.any() and not mask.all():
+            over.contour(mask, levels=[0.5], colors="white", linewidths=1.2)
+        _show_image(column[2], mask)
+    return heat
 
 
 def save_heatmap_overlay(
@@ -910,7 +930,3 @@ def _group_colours(names: Sequence[str]) -> dict[str, str]:
             colours[name] = GROUP_PALETTE[k % len(GROUP_PALETTE)]
             k += 1
     return colours
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -40,7 +40,7 @@ def digits() -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# A real evaluation and its HTML report, built once per session (test_html.py, test_browser.py)
+# A real evaluation and its HTML report, built once per session (test_html.py)
 # --------------------------------------------------------------------------------------------
 
 REPORT_SPEC = "mnist-c:corruptions=impulse_noise,stripe,n_train=300,n_test=60"

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from gonomaly.data import NORMAL_GROUP
 from gonomaly.report import plots
 from gonomaly.report.plots import (
-    NORMAL_GROUP,
     plot_anomaly_overlays,
     plot_confusion_matrix,
     plot_group_bars,
