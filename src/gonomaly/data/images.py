@@ -129,7 +129,7 @@ def read_image(source: str | Path | bytes | BinaryIO, image_shape: tuple[int, in
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise GonomalyError(f"{path}: image too large to decode safely ({exc}; see --max-pixels)") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on malformed files
-        message = " ".join(str(exc).split())[:300]
+        message = " ".join(str(exc).replace(f" {source!r}", "").split())[:300]  # no "<_io.BytesIO ...>"
         raise GonomalyError(f"{path}: cannot read image ({message or type(exc).__name__})") from None
     if not np.isfinite(array).all():
         raise GonomalyError(f"{path}: image contains NaN or inf values")

@@ -51,7 +51,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def request_images(request: Request, body: bytes, limit: int) -> list[tuple[str, bytes]]:
     """``(name, bytes)`` per image: each file of a multipart form (named by its file name), or
     the raw body as one image (named by ``?name=``, else ``image``)."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        raise RequestRefused(400, "no_image", "a form without files: send each image as a multipart file field, "
+                                              "or one image as the raw body")
+    if not content_type.startswith("multipart/form-data"):
         if not body:
             raise RequestRefused(400, "empty_body", "empty request body: send one image as the body, "
                                                     "or images as multipart files")
