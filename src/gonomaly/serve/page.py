@@ -12,7 +12,7 @@ PAGE_HTML = """<!DOCTYPE html>
   body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 60rem; padding: 1rem; color: #222; }
   h1 { font-size: 1.4rem; margin: 0 0 .3rem; }
   #model { color: #555; margin-bottom: 1rem; }
-  #drop { border: 2px dashed #888; border-radius: .5rem; padding: 2rem; text-align: center; cursor: pointer; }
+  #drop { border: 2px dashed #888; border-radius: .5rem; padding: 1.5rem; text-align: center; }
   #drop.over { background: #eef4ff; border-color: #36c; }
   #results { display: flex; flex-wrap: wrap; gap: 1rem; margin-top: 1rem; }
   .result { border: 1px solid #ccc; border-radius: .5rem; padding: .6rem; width: 13rem; }
@@ -28,10 +28,10 @@ PAGE_HTML = """<!DOCTYPE html>
 <body>
 <h1>gonomaly</h1>
 <div id="model">Loading the model&hellip;</div>
-<label id="drop" for="files">
-  Drop images here, or click to pick them.
-  <input id="files" type="file" accept="image/*" multiple hidden>
-</label>
+<div id="drop">
+  <p>Drop images here, or pick them:</p>
+  <input id="files" type="file" accept="image/*" multiple>
+</div>
 <div id="results"></div>
 <script>
 "use strict";
