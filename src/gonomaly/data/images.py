@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -97,9 +99,12 @@ def _pixels(image: Image.Image) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def read_image(path: str | Path, image_shape: tuple[int, int, int], *,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(source: str | Path | bytes | BinaryIO, image_shape: tuple[int, int, int], *,
+               max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> np.ndarray:
     """Read one image as float32 (C, H, W) in [0, 1], matching the model's channels and size.
+
+    ``source`` is a path, the file's bytes, or a binary file object (an upload); messages
+    start with ``name``, by default the path, the file object's ``name``, or ``<bytes>``.
 
     - 16-bit greyscale (PNG, TIFF: Pillow's ``I;16`` modes, and 32-bit ``I``) is scaled from
       0-65535; 8-bit from 0-255; float (``F``) images are divided by 255 as before.
@@ -113,10 +118,17 @@ def read_image(path: str | Path, image_shape: tuple[int, int, int], *,
       their channels are equal (a grey image saved as RGB). A true colour image is refused for
       a grey model: gonomaly does not guess a colour-to-grey conversion.
     """
-    path = Path(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source, default_name = io.BytesIO(source), "<bytes>"
+    elif hasattr(source, "read"):
+        default_name = str(getattr(source, "name", None) or "<file>")
+    else:
+        source = Path(source)
+        default_name = str(source)
+    path = default_name if name is None else name
     channels, height, width = image_shape
     try:
-        with _pixel_limit(max_pixels) as enforce_limit, Image.open(path) as image:
+        with _pixel_limit(max_pixels) as enforce_limit, Image.open(source) as image:
             w, h = image.size  # from the header: nothing is decoded yet
             if w * h > max_pixels:
                 raise GonomalyError(f"{path}: image is {w}x{h} ({w * h} pixels), above the limit "
@@ -130,7 +142,7 @@ def read_image(path: str | Path, image_shape: tuple[int, int, int], *,
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise GonomalyError(f"{path}: image too large to decode safely ({exc}; see --max-pixels)") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on malformed files
-        message = " ".join(str(exc).split())[:300]
+        message = " ".join(str(exc).replace(f" {source!r}", "").split())[:300]  # no "<_io.BytesIO ...>"
         raise GonomalyError(f"{path}: cannot read image ({message or type(exc).__name__})") from None
     if not np.isfinite(array).all():
         raise GonomalyError(f"{path}: image contains NaN or inf values")
