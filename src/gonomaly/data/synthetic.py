@@ -135,8 +135,9 @@ def perlin_noise(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.
 
 def perlin_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """DRAEM's mask: Perlin noise with 2**k lattice cells per axis (k drawn per axis, the finest
-    lattice keeping cells at least 4 pixels wide), thresholded at PERLIN_THRESHOLD."""
-    exponents = [_uniform_int(rng, 0, min(MAX_PERLIN_EXPONENT, int(np.log2(max(side // 4, 1)))))
+    lattice keeping cells at least 8 pixels wide as DRAEM's does at 256 px), thresholded at
+    PERLIN_THRESHOLD."""
+    exponents = [_uniform_int(rng, 0, min(MAX_PERLIN_EXPONENT, int(np.log2(max(side // 8, 1)))))
                  for side in shape]
     noise = perlin_noise(shape, (2 ** exponents[0], 2 ** exponents[1]), rng)
     return (noise > PERLIN_THRESHOLD).astype(np.uint8)
