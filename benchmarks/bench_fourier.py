@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import _setup  # noqa: F401  (src/ on the path, the GONOMALY_DATA default)
+import numpy as np
 
 from gonomaly import ImplicitGONDetector  # noqa: E402
 from gonomaly.data import load_data  # noqa: E402

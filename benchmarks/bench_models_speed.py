@@ -13,9 +13,8 @@ import argparse
 import statistics
 import time
 
-import torch
-
 import _setup  # noqa: F401  (src/ on the path, the GONOMALY_DATA default)
+import torch
 
 from gonomaly.data import load_data  # noqa: E402
 from gonomaly.detector import DETECTORS  # noqa: E402
@@ -42,7 +41,7 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    for name, (model, optimizer) in setups.items():
+    for model, optimizer in setups.values():
         step(model, optimizer, x[:args.batch_size])  # warm-up (first jacfwd, allocations)
     for _ in range(args.rounds):
         for name, (model, optimizer) in setups.items():

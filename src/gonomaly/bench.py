@@ -239,7 +239,7 @@ def mvtec_benchmark(config: MvtecBenchmarkConfig, echo: Echo = print) -> dict:
     """One model per category and model kind: train on train/good, score the test set; image
     AUROC, pixel AUROC, AUPRO, the confusion at the threshold and the training time per row.
     ``echo`` gets each row as it finishes (the first with a header)."""
-    from gonomaly.data.mvtec import bundle_from_layout, scan_category
+    from gonomaly.data.mvtec import load_category
 
     start = time.perf_counter()
     folders = _category_folders(config)
@@ -251,7 +251,7 @@ def mvtec_benchmark(config: MvtecBenchmarkConfig, echo: Echo = print) -> dict:
                             "loss": d.loss},
                "runs": []}
     for folder in folders:
-        bundle = bundle_from_layout(scan_category(folder), config.image_size, f"mvtec:{folder}")
+        bundle = load_category(folder, config.image_size)
         for model in config.models:
             chosen = resolve_augment(d.augment, bundle)
             detector = config.detector_of(model, augment=chosen)

@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 
 from gonomaly import __version__, distributed, workflow
-from gonomaly.choices import ERROR_MAPS, LOSSES, SCORES  # the --score, --error-map and --loss names
 from gonomaly.detector import DETECTORS
 from gonomaly.errors import GonomalyError, TrainingInterrupted
+from gonomaly.scores import ERROR_MAPS, SCORERS  # the --score and --error-map names
+from gonomaly.trainer import LOSSES  # the --loss names
 
 MODEL_NAMES = list(DETECTORS)  # the --model names
 log = logging.getLogger("gonomaly")
@@ -96,7 +97,7 @@ def _train_options(default_epochs: int, default_score: str = "mse"):
                      help="Latent size [default: 100; implicit-gon 32]."),
         click.option("--threshold", default="mean-std:2", show_default=True,
                      help="mean-std:K | quantile:Q | value:X, from the training errors."),
-        click.option("--score", type=click.Choice(list(SCORES)), default=default_score,
+        click.option("--score", type=click.Choice(list(SCORERS)), default=default_score,
                      show_default=True,
                      help="mse: mean reconstruction error; fused: density of error, SSIM and "
                           "latent features among the normal training images; max: maximum "
@@ -288,9 +289,9 @@ def _variants(text: str | None) -> list[dict] | None:
             variant = {"error_map": error_map, "sigma": float(sigma), "score": score}
         except ValueError:
             raise GonomalyError(f"--variants: '{item}' is not MAP/SIGMA/SCORE (e.g. ssim/4/topk)") from None
-        if error_map not in ERROR_MAPS or score not in SCORES or not 0 <= variant["sigma"] <= 64:
+        if error_map not in ERROR_MAPS or score not in SCORERS or not 0 <= variant["sigma"] <= 64:
             raise GonomalyError(f"--variants: '{item}': map in {', '.join(ERROR_MAPS)}, sigma in "
-                                f"[0, 64], score in {', '.join(SCORES)}")
+                                f"[0, 64], score in {', '.join(SCORERS)}")
         variants.append(variant)
     return variants or None
 
@@ -364,7 +365,7 @@ def benchmark_models(models, epochs, batch_size, scores, n_train, n_test, one_cl
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--latent-dim", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--score", type=click.Choice(list(SCORES)), default="mse", show_default=True)
+@click.option("--score", type=click.Choice(list(SCORERS)), default="mse", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results here, and a figure per category and model beside it.")
 @click.option("--variants", default=None,

@@ -10,7 +10,7 @@ class GonomalyError(Exception):
 
 class TrainingInterrupted(Exception):
     """Training stopped by SIGINT, SIGTERM or a callback after a complete optimizer step (see
-    ``gonomaly.training``). Not a GonomalyError: the CLI exits with ``exit_code`` (130 for
+    ``gonomaly.trainer``). Not a GonomalyError: the CLI exits with ``exit_code`` (130 for
     SIGINT, 143 for SIGTERM), and the message says how to resume. ``run_dir`` holds the resume
     checkpoint, or is None when nothing was saved."""
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gonomaly.choices import MAP_SCORES
 from gonomaly.data.images import DEFAULT_MAX_PIXELS, read_image
 from gonomaly.errors import GonomalyError
+from gonomaly.scores import MAP_SCORES
 
 MSE_OVERLAY_FACTOR = 4  # mse: full red at 4x the threshold's mean error, as ``score --overlays``
 

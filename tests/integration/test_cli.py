@@ -4,9 +4,9 @@ import sys
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
 from PIL import Image
 
+from cli_helpers import run_cli
 from gonomaly.cli import main
 
 

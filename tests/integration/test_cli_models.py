@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-from cli_helpers import run_cli
 
+from cli_helpers import run_cli
 from gonomaly import ImplicitGONDetector, ReconstructionDetector
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_cli
 from PIL import Image
 
+from cli_helpers import run_cli
 from gonomaly import GONDetector, ReconstructionDetector, distributed
 from gonomaly.data import load_data
 from gonomaly.distributed import GlobalBatchSampler, World

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_cli
 from PIL import Image
 
+from cli_helpers import run_cli
 from gonomaly import GONDetector
 from gonomaly.augment import augment_batch
 from gonomaly.data import load_data

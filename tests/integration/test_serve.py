@@ -19,9 +19,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import ServerThread, corrupted, free_port, nan_tiff_bytes, png_bytes, train_run_folder
 
 from gonomaly.errors import GonomalyError
+from serve_helpers import ServerThread, corrupted, free_port, nan_tiff_bytes, png_bytes, train_run_folder
 
 MAX_BODY_MB = 0.25
 MAX_PIXELS = 100_000

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from serve_helpers import ServerThread, corrupted, png_bytes, train_run_folder
 
 CHROMIUM = Path("/usr/bin/chromium")

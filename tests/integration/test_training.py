@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_cli
 
+from cli_helpers import run_cli
 from gonomaly import GONDetector, GonomalyError, ReconstructionDetector
 from gonomaly.checkpoint import NEW_RESUME_DIR, OLD_RESUME_DIR, RESUME_DIR, has_checkpoint, load_checkpoint
 from gonomaly.errors import TrainingInterrupted

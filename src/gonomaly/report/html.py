@@ -25,13 +25,13 @@ import numpy as np
 from markupsafe import Markup
 
 from gonomaly import __version__
-from gonomaly.detector import CONFIG_FILE, HISTORY_FILE  # moves to the run-folder store at merge
 from gonomaly.errors import GonomalyError
 from gonomaly.evaluation import METRICS_FILE, SCORES_FILE
 from gonomaly.io import atomic_write_bytes
 from gonomaly.report.examples import EXAMPLES_FILE
 from gonomaly.report.formatting import count, fixed, general, plain
 from gonomaly.report.sections import SECTIONS, FigureDrawer, ReportInputs, epoch_starts, header
+from gonomaly.store import CONFIG_FILE, HISTORY_FILE
 
 __all__ = ["REPORT_FILE", "build_report", "epoch_starts", "find_eval_dir", "render_page"]
 

@@ -8,8 +8,8 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from gonomaly.choices import MAP_SCORES
 from gonomaly.io import atomic_write_bytes
+from gonomaly.scores import MAP_SCORES
 
 
 def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmax: float) -> np.ndarray:

@@ -22,11 +22,11 @@ from markupsafe import Markup
 from PIL import Image
 
 from gonomaly.data import NORMAL_GROUP
-from gonomaly.detector import CONFIG_FILE, HISTORY_FILE  # moves to the run-folder store at merge
 from gonomaly.evaluation import METRICS_FILE, SCORES_FILE
 from gonomaly.report import plots
 from gonomaly.report.examples import EXAMPLES_FILE
 from gonomaly.report.formatting import count, fixed, general, is_missing, lookup, ratio, short, slug
+from gonomaly.store import CONFIG_FILE, HISTORY_FILE
 
 __all__ = ["SECTIONS", "Figure", "FigureDrawer", "Note", "ReportInputs", "epoch_starts", "header"]
 

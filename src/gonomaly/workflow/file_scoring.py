@@ -67,12 +67,12 @@ def _reader(config: ScoreConfig, detector):
 
     resize = config.resize
     if resize is None:
-        from gonomaly.detector import read_config
+        from gonomaly.store import read_config
 
         data = read_config(config.run_dir).get("data")
         resize = isinstance(data, dict) and data.get("kind") in ("mvtec", "folder")
     if resize:
-        from gonomaly.data.mvtec import read_resized
+        from gonomaly.data.decode import read_resized
 
         return partial(read_resized, image_shape=detector.image_shape_, max_pixels=config.max_pixels)
     return partial(read_image, image_shape=detector.image_shape_, max_pixels=config.max_pixels)

@@ -84,8 +84,9 @@ def train(config: TrainConfig) -> list[Path]:
 def train_run(config: TrainConfig):
     """Train and save one run folder, which stays locked against other writers meanwhile; returns
     the fitted detector and the data bundle. Runs inside ``distributed.session``."""
+    from gonomaly.checkpoint import refuse_checkpoint
+    from gonomaly.lock import RunLock
     from gonomaly.thresholds import ThresholdRule
-    from gonomaly.training import RunLock, refuse_checkpoint
 
     ThresholdRule.parse(config.detector.threshold)  # fail before loading data, not after training
     world = distributed.world()
@@ -126,7 +127,7 @@ def _dict(value) -> dict:
 
 def _saved_options(run_dir: Path, config: dict) -> dict:
     """The options the checkpoint was trained with, as ``gonomaly train`` names them."""
-    from gonomaly.training import RESUME_DIR
+    from gonomaly.checkpoint import RESUME_DIR
 
     spec = _dict(_dict(config.get("metadata")).get("data")).get("spec")
     if not isinstance(spec, str):
@@ -137,7 +138,7 @@ def _saved_options(run_dir: Path, config: dict) -> dict:
 
 
 def _check_expected(run_dir: Path, saved: dict, expected: Mapping[str, Any]) -> None:
-    from gonomaly.training import RESUME_DIR
+    from gonomaly.checkpoint import RESUME_DIR
 
     for name, value in expected.items():
         if saved.get(name) != value:
@@ -150,8 +151,9 @@ def _check_expected(run_dir: Path, saved: dict, expected: Mapping[str, Any]) -> 
 def resume(config: ResumeConfig):
     """Continue the training checkpointed in ``config.run_dir`` exactly and save the run folder;
     returns the fitted detector. Not under torchrun."""
+    from gonomaly.checkpoint import load_checkpoint
     from gonomaly.detector import ReconstructionDetector
-    from gonomaly.training import RunLock, load_checkpoint
+    from gonomaly.lock import RunLock
 
     refuse_under_torchrun(True)
     run_dir = config.run_dir
