@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -60,6 +61,9 @@ def cannot_read_image(path: Path, exc: Exception) -> GonomalyError:
 # Pillow's modes for 16-bit greyscale; 32-bit "I" (how some formats hold them) is read alike.
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+# Pillow's pixel limit and the warning filters are process-wide: images read in several threads
+# (the server's decoding pool) would restore each other's settings in the wrong order.
+_PIXEL_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -67,21 +71,20 @@ def _pixel_limit(max_pixels: int):
     """Pillow's decompression-bomb limit: off while ``Image.open`` reads the header (our own
     check, with one message, comes first), then ``max_pixels`` for decoding, its warning an
     error. Yields the function that switches it on. The previous limit is restored."""
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-
     def enforce() -> None:
         Image.MAX_IMAGE_PIXELS = max_pixels
 
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns about metadata it skips (corrupt EXIF, ...): the image itself either
-            # decodes or raises. Its decompression-bomb warning becomes an error.
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with _PIXEL_LIMIT_LOCK, warnings.catch_warnings():
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        # Pillow warns about metadata it skips (corrupt EXIF, ...): the image itself either
+        # decodes or raises. Its decompression-bomb warning becomes an error.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
             yield enforce
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _pixels(image: Image.Image) -> np.ndarray:

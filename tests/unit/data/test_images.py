@@ -155,3 +155,15 @@ def test_score_command_max_pixels_and_awkward_files(tmp_path, mnist_digits, caps
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and "a16.png" in err and "--max-pixels" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_threads_reading_with_other_limits_leave_pillows_limit_alone(tmp_path):
+    """The server decodes in a thread pool: concurrent reads must not leak a limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "digit.png"
+    Image.fromarray(np.full((28, 28), 128, np.uint8)).save(path)
+    limit = Image.MAX_IMAGE_PIXELS
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: read_image(path, (1, 28, 28), max_pixels=1000 + i), range(400)))
+    assert Image.MAX_IMAGE_PIXELS == limit
