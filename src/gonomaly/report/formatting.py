@@ -4,11 +4,10 @@ missing. The same functions are the Jinja filters of the report's templates."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MISSING", "count", "fixed", "general", "is_missing", "lookup", "plain", "ratio", "short", "slug"]
+__all__ = ["MISSING", "count", "fixed", "general", "is_missing", "lookup", "plain", "ratio", "short"]
 
 MISSING = "–"  # shown for a value that is absent or NaN
 
@@ -43,11 +42,6 @@ def ratio(a: Any, b: Any) -> float | None:
         return float(a) / float(b) if b else None
     except (TypeError, ValueError):
         return None
-
-
-def slug(text: str) -> str:
-    # TODO(redesign): the same rule names evaluation folders in cli.py; one shared helper at merge.
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:40] or "group"
 
 
 def short(text: str, limit: int = 16) -> str:

@@ -22,10 +22,10 @@ from markupsafe import Markup
 from PIL import Image
 
 from gonomaly.data import NORMAL_GROUP
-from gonomaly.evaluation import METRICS_FILE, SCORES_FILE
+from gonomaly.evaluation import METRICS_FILE, SCORES_FILE, slug
 from gonomaly.report import plots
 from gonomaly.report.examples import EXAMPLES_FILE
-from gonomaly.report.formatting import count, fixed, general, is_missing, lookup, ratio, short, slug
+from gonomaly.report.formatting import count, fixed, general, is_missing, lookup, ratio, short
 from gonomaly.store import CONFIG_FILE, HISTORY_FILE
 
 __all__ = ["SECTIONS", "Figure", "FigureDrawer", "Note", "ReportInputs", "epoch_starts", "header"]
@@ -282,7 +282,7 @@ def reconstructions_section(inputs: ReportInputs, draw: FigureDrawer) -> dict[st
         n_group = lookup(inputs.metrics, "groups", name, "n")
         title = f"{name}: {int(member.sum())} of {n_group:,}" if isinstance(n_group, int) else name
         rows.append({"name": name, "figure": draw(
-            f"reconstructions_{i:02d}_{slug(name)}.png", plots.plot_reconstruction_grid,
+            f"reconstructions_{i:02d}_{slug(name, max_length=40)}.png", plots.plot_reconstruction_grid,
             ex["grid_images"][member], ex["grid_reconstructions"][member],
             errors=ex["grid_maps"][member], captions=inputs.caption_scores(ex["grid_scores"][member]),
             row_labels=ERROR_ROW_LABELS, title=short(title, 60), alt=f"Reconstructions of {name} images",
