@@ -25,7 +25,8 @@ def test_make_detector_passes_every_setting(model):
 
 def test_make_detector_leaves_model_defaults_and_refuses_unknown_models():
     detector = make_detector(DetectorConfig(model="implicit-gon"))
-    assert (detector.latent_dim, detector.lr) == (32, 1e-4)
+    assert (detector.latent_dim, detector.lr) == (None, None)  # stored as given
+    assert (detector.effective("latent_dim"), detector.effective("lr")) == (32, 1e-4)
     assert detector.device == "cpu" and detector.progress is False
     with pytest.raises(GonomalyError, match="model 'vit': unknown"):
         make_detector(DetectorConfig(model="vit"))
