@@ -26,6 +26,7 @@ from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
 from gonomaly.lock import RunLock
 from gonomaly.models import CAE, VAE, ConvGON, ImplicitGON, VariationalGON
+from gonomaly.models.implicit import TRAINING_PRECISIONS
 from gonomaly.params import RUNTIME, Estimator, integer, number, one_of, optional, parsed
 from gonomaly.scores import ERROR_MAPS, SCORERS, scorer_class
 from gonomaly.scores.features import LatentGaussian
@@ -369,20 +370,29 @@ class GONDetector(LatentDetector):
 
 class ImplicitGONDetector(GONDetector):
     """The implicit GON: a SIREN over pixel coordinates (latent 32 and width 256 by default, as
-    in the original, and its learning rate 1e-4: at 1e-3 the sine network barely learns).
-    ``reconstruct(images, size=56)`` renders the latents on another grid.
-    ``fourier_features=K`` encodes the coordinates with K octaves of sines and cosines."""
+    in the original). ``reconstruct(images, size=112)`` renders the latents on another grid.
+    ``fourier_features=K`` encodes the coordinates with K octaves of sines and cosines;
+    ``coordinate_fraction`` and ``training_precision`` speed training up (see
+    ``gonomaly.models.implicit``). The defaults are the recipe chosen on held-out training
+    digits (see ``benchmarks/bench_implicit.py``)."""
 
     model_name = "implicit-gon"
-    defaults = {**LatentDetector.defaults, "latent_dim": 32, "width": 256, "lr": 1e-4}
+    defaults = {**LatentDetector.defaults, "latent_dim": 32, "width": 256, "lr": 1e-4,
+                "fourier_features": 0, "coordinate_fraction": 1.0, "training_precision": "fp32"}
 
-    def __init__(self, *, fourier_features: Annotated[int, integer(0, 16)] = 0, **options):
+    def __init__(self, *, fourier_features: Annotated[int | None, optional(integer(0, 16))] = None,
+                 coordinate_fraction: Annotated[float | None, optional(number(0, 1, open_low=True))] = None,
+                 training_precision: Annotated[str | None, optional(one_of(TRAINING_PRECISIONS))] = None,
+                 **options):
         super().__init__(**options)
         self.fourier_features = fourier_features  # 0: raw coordinates
+        self.coordinate_fraction = coordinate_fraction  # of each image's pixels in the outer loss
+        self.training_precision = training_precision  # of the hidden layers' products in training
 
     def build_model(self, image_shape):
         return ImplicitGON(image_shape, self.effective("latent_dim"), self.effective("width"),
-                           self.fourier_features)
+                           self.effective("fourier_features"), self.effective("coordinate_fraction"),
+                           self.effective("training_precision"))
 
     def reconstruct(self, images, size: int | tuple[int, int] | None = None) -> np.ndarray:
         """Reconstructions (N, C, size, size) in [0, 1]: the latent of each image rendered on a
