@@ -26,10 +26,12 @@ from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
 from gonomaly.lock import RunLock
 from gonomaly.models import CAE, VAE, ConvGON, ImplicitGON, VariationalGON
+from gonomaly.models.implicit import TRAINING_PRECISIONS
 from gonomaly.params import RUNTIME, Estimator, integer, number, one_of, optional, parsed
 from gonomaly.scores import ERROR_MAPS, SCORERS, scorer_class
 from gonomaly.scores.features import LatentGaussian
 from gonomaly.scores.graph import ScoringGraph
+from gonomaly.scores.maps import error_map, gaussian_smooth
 from gonomaly.store import load_run, save_run
 from gonomaly.thresholds import ThresholdRule
 from gonomaly.trainer import LOSSES, StepInfo, Trainer
@@ -369,31 +371,66 @@ class GONDetector(LatentDetector):
 
 class ImplicitGONDetector(GONDetector):
     """The implicit GON: a SIREN over pixel coordinates (latent 32 and width 256 by default, as
-    in the original, and its learning rate 1e-4: at 1e-3 the sine network barely learns).
-    ``reconstruct(images, size=56)`` renders the latents on another grid.
-    ``fourier_features=K`` encodes the coordinates with K octaves of sines and cosines."""
+    in the original). ``reconstruct(images, size=112)`` renders the latents on another grid.
+    ``fourier_features=K`` encodes the coordinates with K octaves of sines and cosines;
+    ``coordinate_fraction`` and ``training_precision`` speed training up (see
+    ``gonomaly.models.implicit``). The defaults are the recipe chosen on held-out training
+    digits (see ``benchmarks/bench_implicit.py``)."""
 
     model_name = "implicit-gon"
-    defaults = {**LatentDetector.defaults, "latent_dim": 32, "width": 256, "lr": 1e-4}
+    defaults = {**LatentDetector.defaults, "latent_dim": 32, "width": 256, "lr": 1e-4,
+                "fourier_features": 0, "coordinate_fraction": 1.0, "training_precision": "fp32"}
 
-    def __init__(self, *, fourier_features: Annotated[int, integer(0, 16)] = 0, **options):
+    def __init__(self, *, fourier_features: Annotated[int | None, optional(integer(0, 16))] = None,
+                 coordinate_fraction: Annotated[float | None, optional(number(0, 1, open_low=True))] = None,
+                 training_precision: Annotated[str | None, optional(one_of(TRAINING_PRECISIONS))] = None,
+                 **options):
         super().__init__(**options)
         self.fourier_features = fourier_features  # 0: raw coordinates
+        self.coordinate_fraction = coordinate_fraction  # of each image's pixels in the outer loss
+        self.training_precision = training_precision  # of the hidden layers' products in training
 
     def build_model(self, image_shape):
         return ImplicitGON(image_shape, self.effective("latent_dim"), self.effective("width"),
-                           self.fourier_features)
+                           self.effective("fourier_features"), self.effective("coordinate_fraction"),
+                           self.effective("training_precision"))
+
+    renders_at_any_size: ClassVar[bool] = True  # reconstruct and anomaly_map take a size
+
+    def render_size(self, size: int | tuple[int, int]) -> tuple[int, int]:
+        """(height, width) from a side or a pair, checked."""
+        sides = (size, size) if isinstance(size, int) else size
+        if not (isinstance(sides, (tuple, list)) and len(sides) == 2
+                and all(type(v) is int and 1 <= v <= MAX_SIDE for v in sides)):
+            raise GonomalyError(f"size {size}: expected a side or (height, width) in 1-{MAX_SIDE}")
+        return tuple(sides)
 
     def reconstruct(self, images, size: int | tuple[int, int] | None = None) -> np.ndarray:
         """Reconstructions (N, C, size, size) in [0, 1]: the latent of each image rendered on a
-        size x size grid (the input's own by default)."""
-        sides = (size, size) if isinstance(size, int) else size
-        if size is not None and not (len(sides) == 2 and all(
-                type(v) is int and 1 <= v <= MAX_SIDE for v in sides)):
-            raise GonomalyError(f"size {size}: expected a side or (height, width) in 1-{MAX_SIDE}")
+        size x size grid (the input's own by default), e.g. ``size=112`` for 28x28 digits."""
+        sides = None if size is None else self.render_size(size)
         graph = self.scoring_graph()
         return np.concatenate(self._batches(
-            images, graph, lambda b: self.model_.decode(self.model_.encode(b), size).cpu().numpy()))
+            images, graph, lambda b: self.model_.decode(self.model_.encode(b), sides).cpu().numpy()))
+
+    def anomaly_map(self, images, size: int | tuple[int, int] | None = None) -> np.ndarray:
+        """Per-pixel error (N, H, W), on a ``size`` grid when given: the input resampled there
+        (bilinear, corner pixels on the grid's corners like the coordinates) against the
+        latent rendered there, smoothed by ``sigma`` scaled to the grid. The input holds no
+        finer detail, so the finer map shows where the error lies, not a new measurement."""
+        if size is None:
+            return super().anomaly_map(images)
+        sides = self.render_size(size)
+        graph = self.scoring_graph()
+        sigma = self.sigma * sides[0] / self.image_shape_[1]
+
+        def fine_map(batch: torch.Tensor) -> np.ndarray:
+            rendered = self.model_.decode(self.model_.encode(batch), sides)
+            resampled = torch.nn.functional.interpolate(batch, size=sides, mode="bilinear",
+                                                        align_corners=True)
+            return gaussian_smooth(error_map(resampled, rendered, self.error_map), sigma).cpu().numpy()
+
+        return np.concatenate(self._batches(images, graph, fine_map))
 
 
 class VariationalGONDetector(GONDetector):

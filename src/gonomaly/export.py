@@ -17,13 +17,14 @@ import torch
 from gonomaly.errors import GonomalyError
 from gonomaly.io import atomic_write_bytes
 
-EXPORTABLE = ("gon", "cae")  # a model whose scoring graph is feed-forward (closed-form encoder)
+EXPORTABLE = ("gon", "implicit-gon", "cae")  # feed-forward scoring graphs (closed-form encoder)
 
 
 def export_onnx(detector, path: str | Path) -> Path:
     """Write the scorer as an ONNX graph with a dynamic batch dimension."""
     if detector.model_name not in EXPORTABLE:
-        raise GonomalyError(f"ONNX export supports the gon and cae models, not {detector.model_name}")
+        raise GonomalyError(f"ONNX export supports the {', '.join(EXPORTABLE)} models, "
+                            f"not {detector.model_name}")
     scorer = copy.deepcopy(detector.scoring_graph()).float().eval()  # float32 throughout
     example = torch.rand(2, *detector.image_shape_)
     import io

@@ -62,6 +62,8 @@ N_SAMPLES = 16
 N_INTERPOLATIONS = 3
 N_INTERPOLATION_STEPS = 8
 N_OVERLAYS = 8
+RENDER_SCALE = 4  # the implicit GON's renderings at 4x the training resolution
+N_RENDERED = 6
 
 
 def save_examples(detector, test: ImageSet, scores: np.ndarray, directory: str | Path, *,
@@ -96,6 +98,7 @@ def save_examples(detector, test: ImageSet, scores: np.ndarray, directory: str |
     examples.add("misses", missed)
     examples.add("false_alarms", false_alarms)
     examples.add_generative(rng, seed)
+    examples.add_rendered(_rendered_idx(examples.arrays["grid_idx"], examples.arrays["grid_groups"]))
     masks = getattr(test, "masks", None)
     if masks is not None:
         examples.add_overlays(masks, rng)
@@ -147,6 +150,20 @@ class _Examples:
             self.arrays["interpolations"] = np.stack(rows)
             self.arrays["interpolation_ids"] = self.ids[chosen].astype(str)
 
+    def add_rendered(self, idx: np.ndarray) -> None:
+        """For a detector that renders at any size (the implicit GON): images (each pixel
+        repeated), reconstructions and anomaly maps at RENDER_SCALE times the resolution."""
+        if not getattr(self.detector, "renders_at_any_size", False) or len(idx) == 0:
+            return
+        x = self.images[idx]
+        size = (RENDER_SCALE * x.shape[2], RENDER_SCALE * x.shape[3])
+        self.arrays["rendered_images"] = _display(x.repeat(RENDER_SCALE, 2).repeat(RENDER_SCALE, 3))
+        self.arrays["rendered_reconstructions"] = _display(self.detector.reconstruct(x, size=size))
+        self.arrays["rendered_maps"] = _maps(self.detector.anomaly_map(x, size=size), x)
+        self.arrays["rendered_idx"] = idx
+        self.arrays["rendered_groups"] = self.groups[idx].astype(str)
+        self.arrays["rendered_scores"] = self.scores[idx]
+
     def add_overlays(self, masks: np.ndarray, rng: np.random.Generator) -> None:
         """Up to :data:`N_OVERLAYS` anomalous images with a non-empty mask, spread over the groups."""
         n = len(self.images)
@@ -167,6 +184,14 @@ class _Examples:
         idx = np.concatenate(picked)[:N_OVERLAYS] if picked else np.zeros(0, np.int64)
         self.add("overlay", idx, reconstructions=False)
         self.arrays["overlay_masks"] = (masks[idx] > 0).astype(np.uint8)
+
+
+def _rendered_idx(grid_idx: np.ndarray, grid_groups: np.ndarray) -> np.ndarray:
+    """Up to N_RENDERED of the grid's images: half normal, half anomalous where there are both."""
+    normal = grid_groups == NORMAL_GROUP
+    half = N_RENDERED // 2
+    anomalous = grid_idx[~normal][:N_RENDERED - min(half, normal.sum())]
+    return np.concatenate([grid_idx[normal][:N_RENDERED - len(anomalous)], anomalous])
 
 
 def _grid_idx(groups: np.ndarray, per_group: int, rng: np.random.Generator) -> np.ndarray:

@@ -364,6 +364,26 @@ def generative_section(inputs: ReportInputs, draw: FigureDrawer) -> dict[str, An
     return {"samples": samples, "interpolations": interpolations}
 
 
+def rendered_section(inputs: ReportInputs, draw: FigureDrawer) -> dict[str, Any]:
+    """The implicit GON's reconstructions and anomaly maps at several times the resolution."""
+    ex = inputs.examples
+    if ex is None:
+        return {"note": missing_examples()}
+    if "rendered_reconstructions" not in ex:
+        return {"note": Note("This model renders only at its training size; the implicit GON "
+                             "renders reconstructions and anomaly maps at any resolution.")}
+    images, rendered = ex["rendered_images"], ex["rendered_reconstructions"]
+    scale = rendered.shape[1] // max(1, ex["grid_images"].shape[1])
+    captions = [f"{short(g)}\n{s:.3g}" for g, s in zip(ex["rendered_groups"].astype(str),
+                                                       ex["rendered_scores"])]
+    return {"scale": scale, "rendering": draw(
+        "rendered.png", plots.plot_reconstruction_grid, images, rendered, errors=ex["rendered_maps"],
+        captions=captions, row_labels=["image (pixels repeated)", f"rendered {scale}x", "error map"],
+        alt=f"Reconstructions and anomaly maps at {scale}x the training resolution",
+        caption=Markup("Test images (each pixel repeated {0}x{0}), their latents rendered by the "
+                       "SIREN on a grid {0} times finer, and the anomaly map there.").format(scale))}
+
+
 # (key: the section's id and template name, title, the function that builds its context)
 SECTIONS: tuple[tuple[str, str, Callable[[ReportInputs, FigureDrawer], dict[str, Any]]], ...] = (
     ("groups", "Results by group", groups_section),
@@ -373,4 +393,5 @@ SECTIONS: tuple[tuple[str, str, Callable[[ReportInputs, FigureDrawer], dict[str,
     ("maps", "Anomaly maps and ground truth", maps_section),
     ("mistakes", "Most confident mistakes", mistakes_section),
     ("generative", "Samples and interpolations", generative_section),
+    ("rendered", "Rendering at a finer resolution", rendered_section),
 )
