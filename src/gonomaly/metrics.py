@@ -7,7 +7,7 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from gonomaly.data.specs import NORMAL_GROUP
+from gonomaly.data.base import NORMAL_GROUP, PARTIAL_LABEL
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -20,10 +20,14 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 def image_metrics(labels, scores, threshold: float, groups=None) -> dict:
     """Confusion matrix at the threshold, accuracy, precision, recall, F1, AUROC, AUPR, and a
-    per-group table (each anomaly group's AUROC is measured against the normal images)."""
+    per-group table (each anomaly group's AUROC is measured against the normal images, the group
+    being the positive class). Images labelled ``PARTIAL_LABEL`` (-1: an uncertain defect, e.g.
+    ELPV's probability 1/3 and 2/3 cells) are left out of every pooled figure and reported only in
+    their group's row."""
     labels = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     predicted = (scores > threshold).astype(np.int64)
+    known = labels != PARTIAL_LABEL
     tp = int(((predicted == 1) & (labels == 1)).sum())
     fp = int(((predicted == 1) & (labels == 0)).sum())
     fn = int(((predicted == 0) & (labels == 1)).sum())
@@ -31,31 +35,40 @@ def image_metrics(labels, scores, threshold: float, groups=None) -> dict:
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     f1 = (2 * precision * recall / (precision + recall)
           if precision is not None and recall is not None and precision + recall > 0 else None)
+    pooled_labels, pooled_scores = labels[known], scores[known]
     result = {
         "n_normal": int((labels == 0).sum()), "n_anomalous": int((labels == 1).sum()),
         "threshold": float(threshold),
         "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
-        "accuracy": _ratio(tp + tn, len(labels)), "precision": precision, "recall": recall, "f1": f1,
-        "image_auroc": _auroc(labels, scores),
-        "image_aupr": (float(average_precision_score(labels, scores))
-                       if len(np.unique(labels)) == 2 else None),
+        "accuracy": _ratio(tp + tn, int(known.sum())), "precision": precision, "recall": recall, "f1": f1,
+        "image_auroc": _auroc(pooled_labels, pooled_scores),
+        "image_aupr": (float(average_precision_score(pooled_labels, pooled_scores))
+                       if len(np.unique(pooled_labels)) == 2 else None),
         "groups": {},
     }
+    if not known.all():
+        result["n_partial"] = int((~known).sum())
     if groups is not None:
-        groups = np.asarray(groups, dtype=object)
-        normal = groups == NORMAL_GROUP
-        names = ([NORMAL_GROUP] if normal.any() else []) + sorted(set(groups[~normal]),
-                                                                   key=list(groups).index)
-        for name in names:
-            member = groups == name
-            entry = {"n": int(member.sum()), "flagged": int(predicted[member].sum())}
-            if name == NORMAL_GROUP:
-                entry["auroc"] = None
-            else:
-                pair = member | normal
-                entry["auroc"] = _auroc(labels[pair], scores[pair])
-            result["groups"][name] = entry
+        result["groups"] = group_metrics(labels, scores, predicted, np.asarray(groups, dtype=object))
     return result
+
+
+def group_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray, groups: np.ndarray) -> dict:
+    """Per group: its size, how many were flagged, and (for a group other than the normal one)
+    its AUROC against the normal images, positive = any image with a nonzero label."""
+    normal = groups == NORMAL_GROUP
+    names = ([NORMAL_GROUP] if normal.any() else []) + sorted(set(groups[~normal]), key=list(groups).index)
+    table = {}
+    for name in names:
+        member = groups == name
+        entry = {"n": int(member.sum()), "flagged": int(predicted[member].sum())}
+        if name == NORMAL_GROUP:
+            entry["auroc"] = None
+        else:
+            pair = member | normal
+            entry["auroc"] = _auroc((labels[pair] != 0).astype(np.int64), scores[pair])
+        table[name] = entry
+    return table
 
 
 def format_table(metrics: dict) -> str:

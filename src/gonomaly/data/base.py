@@ -10,6 +10,7 @@ import numpy as np
 from gonomaly.errors import GonomalyError
 
 NORMAL_GROUP = "normal"
+PARTIAL_LABEL = -1  # an uncertain anomaly (ELPV's 1/3, 2/3 cells): reported per group, never pooled
 
 
 @dataclass

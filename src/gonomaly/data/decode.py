@@ -51,13 +51,17 @@ def decode_resized(path: Path, size: int, channels: int,
         return (np.asarray(mask) > 127).astype(np.uint8), original
     if image.mode in WIDE_GREY_MODES:
         image = Image.fromarray((np.asarray(image, np.float64) / 65535 * 255).astype(np.uint8))
-    image = image.convert("L" if channels == 1 else "RGB")
-    # Shrink by an integer factor first (box filter, fast), then resize with anti-aliasing.
+    array = resize_square(image.convert("L" if channels == 1 else "RGB"), size)
+    return (array[None] if channels == 1 else array.transpose(2, 0, 1)), original
+
+
+def resize_square(image: Image.Image, size: int) -> np.ndarray:
+    """A decoded image as uint8 (size, size) or (size, size, 3): shrunk by an integer factor
+    first (box filter, fast), then resized with Pillow's anti-aliased bilinear filter."""
     factor = max(1, min(image.size) // (2 * size))
     if factor > 1:
         image = image.reduce(factor)
-    array = np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8)
-    return (array[None] if channels == 1 else array.transpose(2, 0, 1)), original
+    return np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8)
 
 
 def read_resized(path: str | Path, image_shape: tuple[int, int, int], *,

@@ -25,12 +25,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gonomaly.data import NORMAL_GROUP, DataBundle, ImageSet
+from gonomaly.data.arrays import unit_float
+from gonomaly.data.base import NORMAL_GROUP, PARTIAL_LABEL, DataBundle, DataSpec, ImageSet
+from gonomaly.data.decode import resize_square
+from gonomaly.data.layout import DEFAULT_IMAGE_SIZE, image_size_or_default
+from gonomaly.data.registry import DatasetKind, register
 from gonomaly.errors import GonomalyError
 
 SPLIT_SEED = 20180101  # fixed: the test cells must not change with the training seed
 TEST_FRACTION = 0.25
-PARTIAL_LABEL = -1  # reported per group, excluded from pooled metrics
 CELL_TYPES = ("mono", "poly")
 # The defect probability in thirds (0-3) -> (group, label).
 GROUPS = {0: (NORMAL_GROUP, 0), 1: ("defect_p033", PARTIAL_LABEL), 2: ("defect_p067", PARTIAL_LABEL),
@@ -39,13 +42,8 @@ TEST_ORDER = (0, 3, 1, 2)  # normal, the headline defects, then the uncertain on
 
 
 def resize_grey(cell: np.ndarray, size: int) -> np.ndarray:
-    """A uint8 (H, W) image resized to (size, size) as gonomaly's MVTec loader resizes: shrunk by
-    an integer factor first (box filter), then Pillow's anti-aliased bilinear resize."""
-    image = Image.fromarray(cell)
-    factor = max(1, min(image.size) // (2 * size))
-    if factor > 1:
-        image = image.reduce(factor)
-    return np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8)
+    """A uint8 (H, W) cell resized to (size, size) as MVTec and folder images are resized."""
+    return resize_square(Image.fromarray(cell), size)
 
 
 def _package():
@@ -91,7 +89,7 @@ def elpv_split(thirds: np.ndarray, types: np.ndarray, test_fraction: float = TES
     return train, test
 
 
-def load_elpv(image_size: int = 64, cell_type: str | None = None, test_fraction: float = TEST_FRACTION,
+def load_elpv(image_size: int = DEFAULT_IMAGE_SIZE, cell_type: str | None = None, test_fraction: float = TEST_FRACTION,
               split_seed: int = SPLIT_SEED) -> DataBundle:
     """Normal training cells and the labelled test set described in the module docstring, as
     float32 (N, 1, S, S) in [0, 1]; ``cell_type`` 'mono' or 'poly' keeps one type."""
@@ -111,6 +109,18 @@ def load_elpv(image_size: int = 64, cell_type: str | None = None, test_fraction:
     description = {"category": spec, "cell_type": cell_type or "all", "image_size": int(image_size),
                    "split_seed": split_seed, "test_fraction": test_fraction, "n_train": len(train),
                    "n_test": {name: int((groups == name).sum()) for name, _ in GROUPS.values()}}
-    return DataBundle(spec=spec, train=cells[train].astype(np.float32) / 255,
-                      test=ImageSet(cells[test].astype(np.float32) / 255, labels, groups, [ids[i] for i in test]),
+    return DataBundle(spec=spec, train=unit_float(cells[train]),
+                      test=ImageSet(unit_float(cells[test]), labels, groups, [ids[i] for i in test]),
                       source="elpv-dataset (Buerhop-Lutz et al. 2018)", description=description)
+
+
+def load_elpv_spec(spec: DataSpec, data_dir, seed: int, image_size: int | None) -> list[DataBundle]:
+    """``elpv[:type=mono|poly]`` (``image_size``: 64 by default; ``data_dir`` is unused, and so is
+    ``seed``: the test cells are the same in every run)."""
+    cell_type = spec.options.get("type")
+    if cell_type is not None and cell_type not in CELL_TYPES:
+        raise spec.error(f"type must be one of {', '.join(CELL_TYPES)}")
+    return [load_elpv(image_size_or_default(image_size), cell_type)]
+
+
+register(DatasetKind("elpv", load_elpv_spec, options=frozenset({"type"})))

@@ -4,6 +4,7 @@
 ``mnist``, ``mnist:classes=0,1``, ``fashion-mnist``, ``mnist-c``, ``mnist-c:corruptions=fog,stripe``.
 ``mvtec:ROOT/CATEGORY``, ``mvtec:ROOT`` (every category, one model each), ``mvtec:ROOT:pooled``;
 ``folder:ROOT`` (the MVTec layout) and ``folder:normal=DIR,abnormal=DIR[,mask=DIR][,test_normal=DIR]``.
+``elpv``, ``elpv:type=mono`` or ``elpv:type=poly`` (solar cells; needs the elpv-dataset package).
 A path may hold ':' and '/'; only a trailing ``:pooled`` is an option.
 Options shared by the MNIST kinds: ``classes`` (the one-class protocol), ``n_train`` and ``n_test``
 (the first N images of each split).
@@ -14,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # Each dataset module registers its kinds when imported: one line here per dataset module.
+import gonomaly.data.elpv  # noqa: F401
 import gonomaly.data.folder  # noqa: F401
 import gonomaly.data.mnist  # noqa: F401
 import gonomaly.data.mnist_c  # noqa: F401

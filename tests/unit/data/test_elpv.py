@@ -88,3 +88,30 @@ def test_bad_options_and_a_missing_package_are_one_line_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "elpv_dataset", None)  # import fails as if not installed
     with pytest.raises(GonomalyError, match=r"pip install elpv-dataset"):
         load_elpv(SIZE + 1)  # a size no other test loads, so nothing is cached for it
+
+
+def test_resize_is_the_one_of_image_files(tmp_path):
+    """ELPV cells are resized exactly as a greyscale image file of MVTec or a folder."""
+    from PIL import Image
+
+    from gonomaly.data.decode import decode_resized
+
+    cell = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)
+    Image.fromarray(cell).save(tmp_path / "cell.png")
+    decoded, _ = decode_resized(tmp_path / "cell.png", SIZE, channels=1)
+    np.testing.assert_array_equal(resize_grey(cell, SIZE), decoded[0])
+
+
+def test_the_spec_loads_through_the_registry(cells):
+    from gonomaly.data import load_data, parse_spec
+
+    assert parse_spec("elpv:type=mono").options == {"type": "mono"}
+    bundle = load_data("elpv:type=mono", image_size=SIZE, seed=7)  # the seed does not move the split
+    expected = cells["mono"]
+    np.testing.assert_array_equal(bundle.train, expected.train)
+    assert bundle.test.ids == expected.test.ids and bundle.spec == "elpv:type=mono"
+    assert load_data("elpv", image_size=SIZE).test.ids == cells[None].test.ids
+    with pytest.raises(GonomalyError, match="type must be one of mono, poly"):
+        load_data("elpv:type=thin", image_size=SIZE)
+    with pytest.raises(GonomalyError, match="unknown option 'kind'"):
+        load_data("elpv:kind=mono", image_size=SIZE)
