@@ -21,7 +21,7 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image
 
-from gonomaly.data import NORMAL_GROUP
+from gonomaly.data import NORMAL_GROUP, PARTIAL_LABEL
 from gonomaly.evaluation import METRICS_FILE, SCORES_FILE, slug
 from gonomaly.report import plots
 from gonomaly.report.examples import EXAMPLES_FILE
@@ -218,8 +218,10 @@ def scores_section(inputs: ReportInputs, draw: FigureDrawer) -> dict[str, Any]:
                         "scores beyond the axis are counted in the edge bins; the dashed line is the "
                         f"threshold {threshold}."))
         if "labels" in s:
+            labels = np.asarray(s["labels"])
+            pooled = labels != PARTIAL_LABEL  # uncertain defects are reported per group only
             items.append(draw(
-                "roc_pr.png", plots.plot_roc_pr, np.asarray(s["labels"]), values,
+                "roc_pr.png", plots.plot_roc_pr, labels[pooled], values[pooled],
                 alt="ROC and precision-recall curves",
                 caption="ROC and precision–recall curves over all test images (anomalous = positive class)."))
     c = inputs.metrics.get("confusion")
