@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import os
 import signal
 import subprocess
@@ -116,7 +117,7 @@ def test_model_endpoint_describes_the_run(client, detector):
 
     model = client.get("/v1/model").json()
     assert model["model"] == "gon" and model["version"] == gonomaly.__version__
-    assert model["image"] == {"channels": 1, "height": 28, "width": 28}
+    assert model["image"] == {"channels": 1, "height": 28, "width": 28, "resized": False}
     assert model["threshold"] == {"rule": str(detector.threshold_rule_), "value": pytest.approx(detector.threshold_)}
     assert client.get("/healthz").json() == {"status": "ok"}
 
@@ -272,3 +273,33 @@ def test_the_detectors_defect_is_visible_through_the_service(client, detector, d
     answers = [score_one(client, png_bytes(image)).json()["images"][0] for image in pair]
     assert answers[1]["score"] > answers[0]["score"]
     assert [a["label"] for a in answers] == detector.predict(pair).tolist()
+
+
+def test_a_run_trained_on_folder_data_resizes_as_gonomaly_score_does(tmp_path, digits, capsys):
+    """Training resized folder images to 28x28: a 56x56 upload is resized the same way, and its
+    score is the one ``gonomaly score`` prints for the same file (the same reader, chosen from the
+    run's config)."""
+    from cli_helpers import run_cli
+    from gonomaly.data.decode import read_resized
+    from gonomaly.detector import ReconstructionDetector
+    from gonomaly.serve import ServeSettings, create_app
+
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for i, digit in enumerate(digits[:24]):
+        Image.fromarray((digit[0] * 255).round().astype(np.uint8)).resize((56, 56)).save(normal / f"{i:02d}.png")
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "-q", "train", "--model", "gon", "--data", f"folder:normal={normal}",
+                           "--image-size", "28", "--epochs", "1", "--batch-size", "8", "--out", str(run_dir))
+    assert code == 0, err
+    detector = ReconstructionDetector.load(run_dir)
+    upload = normal / "03.png"
+    code, printed, err = run_cli(capsys, "score", str(run_dir), str(upload), "--json")
+    assert code == 0, err
+    expected = detector.score_samples(read_resized(upload, detector.image_shape_)[None])[0]
+    with ServerThread(create_app(ServeSettings(run_dir=str(run_dir)), detector)) as running:
+        with httpx.Client(base_url=running.url, timeout=30) as session:
+            assert session.get("/v1/model").json()["image"]["resized"] is True
+            answer = score_one(session, upload.read_bytes(), name="03.png").json()["images"][0]
+    assert answer["score"] == pytest.approx(expected, abs=1e-6)
+    assert answer["score"] == pytest.approx(json.loads(printed)["score"], abs=1e-6)
