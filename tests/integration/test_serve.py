@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import run_cli
 from gonomaly.errors import GonomalyError
 from serve_helpers import ServerThread, corrupted, free_port, nan_tiff_bytes, png_bytes, train_run_folder
 
@@ -218,6 +219,17 @@ def test_non_loopback_bind_without_token_is_refused_in_one_line(run_folder, host
     assert "\n" not in str(refused.value)
 
 
+def test_the_serve_command_refuses_bad_settings_in_one_line(run_folder, capsys):
+
+    for args, words in ((["--host", "0.0.0.0"], "--host 0.0.0.0: not a loopback address"),
+                        (["--max-batch", "0"], "Invalid value for '--max-batch'"),
+                        (["--max-body-mb", "0"], "Invalid value for '--max-body-mb'")):
+        code, out, err = run_cli(capsys, "serve", str(run_folder[0]), *args)
+        assert code in (1, 2) and out == "" and words in err, (args, err)
+    code, _, err = run_cli(capsys, "serve", str(run_folder[0].parent / "missing"))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "missing" in err
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
 def test_loopback_hosts_need_no_token(host):
     from gonomaly.serve.runner import check_bind, is_loopback
@@ -230,11 +242,10 @@ def test_workers_serve_and_sigterm_finishes_the_request_in_flight(run_folder, di
     """Two uvicorn worker processes; a request waits in the batcher (1.5 s) when SIGTERM comes:
     it is still answered, then every process exits cleanly."""
     port = free_port()
-    code = (f"from gonomaly.serve import serve; serve({str(run_folder[0])!r}, port={port}, workers=2, "
-            f"max_wait_ms=1500, log_level='warning')")
+    command = [sys.executable, "-m", "gonomaly", "-q", "serve", str(run_folder[0]), "--port", str(port),
+               "--workers", "2", "--max-wait-ms", "1500"]
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = wait_until_healthy(process, f"http://127.0.0.1:{port}")
         answer: dict = {}
@@ -279,7 +290,6 @@ def test_a_run_trained_on_folder_data_resizes_as_gonomaly_score_does(tmp_path, d
     """Training resized folder images to 28x28: a 56x56 upload is resized the same way, and its
     score is the one ``gonomaly score`` prints for the same file (the same reader, chosen from the
     run's config)."""
-    from cli_helpers import run_cli
     from gonomaly.data.decode import read_resized
     from gonomaly.detector import ReconstructionDetector
     from gonomaly.serve import ServeSettings, create_app
