@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_serve.py [--run-dir RUN] [--seconds 15] [--client
                                         [--epochs 1] [--image-size 64]
 
 Without --run-dir it trains a small GON (width 32, one epoch) on the bottle training images at
-64x64 RGB. It then serves the run twice in a subprocess on a free loopback port, with dynamic
+64x64 RGB. It then serves the run twice with `gonomaly serve` in a subprocess on a free loopback port, with dynamic
 batching on (--max-batch 64 --max-wait-ms 5) and off (--max-batch 1 --max-wait-ms 0), and for
 each number of clients prints the throughput (images/s), the p50/p95/p99 latency and the error
 count; an error is any answer other than 200 with the detector's own score (to 1e-6). With
@@ -94,10 +94,10 @@ def in_process_throughput(detector, images: np.ndarray, seconds: float) -> float
 
 
 def start_server(run_dir: Path, port: int, max_batch: int, max_wait_ms: float) -> subprocess.Popen:
-    code = (f"from gonomaly.serve import serve; serve({str(run_dir)!r}, port={port}, max_batch={max_batch}, "
-            f"max_wait_ms={max_wait_ms}, log_level='warning')")
+    command = [sys.executable, "-m", "gonomaly", "-q", "serve", str(run_dir), "--port", str(port),
+               "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen([sys.executable, "-c", code], env=env)
+    process = subprocess.Popen(command, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import click
@@ -13,8 +14,10 @@ import click
 from gonomaly import __version__, distributed, workflow
 from gonomaly.detector import DETECTORS
 from gonomaly.errors import GonomalyError, TrainingInterrupted
+from gonomaly.image_scoring import DEFAULT_SERVE_MAX_PIXELS  # the --max-pixels default of serve
 from gonomaly.scores import ERROR_MAPS, SCORERS  # the --score and --error-map names
 from gonomaly.trainer import LOSSES  # the --loss names
+from gonomaly.workflow.file_scoring import ON_ERROR  # the --on-error names
 
 MODEL_NAMES = list(DETECTORS)  # the --model names
 log = logging.getLogger("gonomaly")
@@ -191,17 +194,56 @@ def evaluate(run_dir, data, json_path, out, report_dir, seed, data_dir, device):
                    "on mvtec or folder data].")
 @click.option("--overlays", "overlay_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write each image's anomaly-map overlay (PNG) to this folder.")
+@click.option("--on-error", type=click.Choice(ON_ERROR), default=None,
+              help="skip: report each unreadable file on its own line (stderr; with --json, stdout), score "
+                   "the others, print a summary, exit 1; fail: stop at the first one [default: skip; fail "
+                   "for a single file].")
 @seed_option
 @device_option
-def score(run_dir, paths, as_json, batch_size, workers, max_pixels, resize, overlay_dir, seed, device):
+def score(run_dir, paths, as_json, batch_size, workers, max_pixels, resize, overlay_dir, on_error, seed, device):
     """Score image files or folders of them: one line per image (path, score, label).
 
     Files stream in batches, decoded by worker processes, so memory stays flat for any number.
     Under torchrun each rank scores every N-th batch and rank 0 prints all, in input order."""
     config = workflow.ScoreConfig(run_dir, paths, as_json=as_json, batch_size=batch_size, workers=workers,
                                   max_pixels=max_pixels, resize=resize, overlay_dir=overlay_dir, device=device,
-                                  progress=_progress())
-    workflow.score(config, echo=click.echo)
+                                  progress=_progress(), on_error=on_error)
+    summary = workflow.score(config, echo=click.echo, echo_error=partial(click.echo, err=True))
+    if config.error_policy() == "skip" and distributed.env_world().main:
+        click.echo(f"gonomaly: {summary.line()}", err=True)
+    if summary.failed:
+        sys.exit(1)  # after every line: each bad file was reported above
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any but loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Most images scored in one batch (1, with --max-wait-ms 0: no batching).")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Longest wait for a batch to fill.")
+@click.option("--token", envvar="GONOMALY_SERVE_TOKEN", show_envvar=True, default=None,
+              help="Require 'Authorization: Bearer TOKEN' on every endpoint but /healthz.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes, each with the model and its own batcher.")
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Refuse larger request bodies (413).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_SERVE_MAX_PIXELS, show_default=True,
+              help="Refuse larger images, from their header, before decoding them (422).")
+@seed_option
+def serve(run_dir, host, port, max_batch, max_wait_ms, token, workers, max_body_mb, max_pixels, seed):
+    """Serve a run folder over HTTP: POST /v1/score, GET /v1/model, /healthz, /metrics, and a web page at /.
+
+    The run folder is loaded and verified once; requests that arrive together are scored in one
+    batch. SIGTERM or Ctrl-C finish the requests in flight, then exit. Scoring draws no random
+    number: --seed changes nothing."""
+    from gonomaly.serve import serve as serve_run
+
+    serve_run(run_dir, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, token=token,
+              workers=workers, max_body_mb=max_body_mb, max_pixels=max_pixels,
+              log_level="warning" if click.get_current_context().obj["quiet"] else "info")
 
 
 @cli.command()

@@ -11,6 +11,7 @@ another (the server reads in request threads and scores in its batching thread);
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +19,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gonomaly.data.images import DEFAULT_MAX_PIXELS, read_image
+from gonomaly.data.images import DEFAULT_MAX_PIXELS, image_source, read_image
 from gonomaly.errors import GonomalyError
 from gonomaly.scores import MAP_SCORES
 
 MSE_OVERLAY_FACTOR = 4  # mse: full red at 4x the threshold's mean error, as ``score --overlays``
+DEFAULT_SERVE_MAX_PIXELS = 4096 * 4096  # decoded as float64 RGB: at most ~400 MB per image (gonomaly serve)
+RESIZED_DATA_KINDS = ("mvtec", "folder")  # training resized these data kinds' images to the model's size
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class FailedImage:
 
 # What ``read_image``'s messages say, and the kind each counts as; the first match wins.
 ERROR_KINDS = (
+    ("empty file", "empty_file"),
     ("above the limit", "pixel_limit"),
     ("too large to decode", "pixel_limit"),
     ("nan or inf", "non_finite"),
@@ -69,23 +73,69 @@ ERROR_KINDS = (
 
 
 def error_kind(message: str) -> str:
-    """A short class of an image error (``pixel_limit``, ``non_finite``, ``shape``,
-    ``not_found``, ``unreadable``; ``other`` for anything else)."""
+    """A short class of an image error (``empty_file``, ``pixel_limit``, ``non_finite``,
+    ``shape``, ``not_found``, ``unreadable``; ``other`` for anything else)."""
     lowered = message.lower()
     return next((kind for text, kind in ERROR_KINDS if text in lowered), "other")
+
+
+def failure(name: str, message: str) -> FailedImage:
+    """The ``FailedImage`` of ``name`` with the one-line ``message``."""
+    return FailedImage(name=name, error=message, kind=error_kind(message))
+
+
+def trained_on_resized_images(run_dir) -> bool:
+    """Whether the run in ``run_dir`` was trained on images resized to the model's size (mvtec
+    and folder data), so that images to score are resized alike; from its config.json."""
+    from gonomaly.store import read_config
+
+    data = read_config(run_dir).get("data")
+    return isinstance(data, dict) and data.get("kind") in RESIZED_DATA_KINDS
+
+
+def image_reader(run_dir, resize: bool | None = None) -> Callable[..., np.ndarray]:
+    """The reader of images to score with the run in ``run_dir``: ``data.decode.read_resized``
+    with ``resize`` (None: when ``trained_on_resized_images``), else ``data.images.read_image``
+    (the model's size exactly). Both take ``(source, image_shape, max_pixels=, name=)``."""
+    if resize is None:
+        resize = trained_on_resized_images(run_dir)
+    if resize:
+        from gonomaly.data.decode import read_resized
+
+        return read_resized
+    return read_image
+
+
+def is_empty(source) -> bool:
+    """Whether ``source`` (bytes or a path; a file object is not looked at) holds no byte."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return len(source) == 0
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return os.stat(source).st_size == 0
+        except OSError:
+            return False  # the reader says what is wrong with it
+    return False
+
+
+def read_checked(source, image_shape: tuple[int, int, int], *, name: str | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, read: Callable[..., np.ndarray] = read_image) -> np.ndarray:
+    """``read(source, image_shape, max_pixels=..., name=...)``'s array (C, H, W); an empty file
+    is refused first with its own message (a reader would call it an unidentified image)."""
+    if is_empty(source):
+        raise GonomalyError(f"{image_source(source, name)[1]}: empty file")
+    return read(source, image_shape, max_pixels=max_pixels, name=name)
 
 
 def read_or_error(source, image_shape: tuple[int, int, int], *, name: str,
                   max_pixels: int = DEFAULT_MAX_PIXELS,
                   read: Callable[..., np.ndarray] = read_image) -> np.ndarray | FailedImage:
-    """``read(source, image_shape, max_pixels=..., name=...)``'s array (C, H, W), or the
-    ``FailedImage`` saying why it cannot be read. Only ``GonomalyError`` becomes a
-    ``FailedImage``: anything else is a bug and propagates."""
+    """``read_checked``'s array, or the ``FailedImage`` saying why it cannot be read. Only
+    ``GonomalyError`` becomes a ``FailedImage``: anything else is a bug and propagates."""
     try:
-        return read(source, image_shape, max_pixels=max_pixels, name=name)
+        return read_checked(source, image_shape, name=name, max_pixels=max_pixels, read=read)
     except GonomalyError as exc:
-        message = str(exc)
-        return FailedImage(name=name, error=message, kind=error_kind(message))
+        return failure(name, str(exc))
 
 
 def score_arrays(detector, images: np.ndarray, map_rows=None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -166,6 +166,6 @@ def test_score_streams_with_workers_in_input_order(run_dir, digit_pngs, tmp_path
     assert serial == parallel and len(serial.splitlines()) == 40
     assert [line.split("\t")[0][-7:] for line in serial.splitlines()] == [f"{i:03d}.png" for i in range(40)]
     (folder / "020.png").write_bytes(b"broken")
-    code, _, err = run_cli(capsys, "score", str(run_dir), str(folder), "--workers", "2")
+    code, _, err = run_cli(capsys, "score", str(run_dir), str(folder), "--workers", "2", "--on-error", "fail")
     assert code == 1 and "020.png: cannot read image" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -210,7 +210,27 @@ def test_torchrun_score_stops_every_rank_on_a_bad_file(run_dir, digit_files, tmp
     for path in sorted(digit_files.iterdir())[:40]:
         (folder / path.name).write_bytes(path.read_bytes())
     (folder / "020.png").write_bytes(b"not a png")  # in rank 1's block of the first round
-    done = gonomaly_ddp("score", str(run_dir), str(folder), "--batch-size", "16", "--device", "cpu")
+    done = gonomaly_ddp("score", str(run_dir), str(folder), "--batch-size", "16", "--device", "cpu",
+                        "--on-error", "fail")
     assert done.returncode != 0
     assert f"gonomaly: error: {folder / '020.png'}" in done.stderr
     assert done.stdout == ""  # the round with the bad file prints nothing
+
+
+def test_torchrun_score_reports_each_bad_file_in_order_as_one_process(run_dir, digit_files, tmp_path, capsys):
+    """--on-error skip (the default for folders): bad files in both ranks' blocks, one batch all
+    bad; rank 0 prints every score and every error line in input order, then the summary."""
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for path in sorted(digit_files.iterdir())[:40]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    for name in ("003.png", "020.png", "021.png"):  # in rank 1's first batch; a whole batch of rank 0
+        (folder / name).write_bytes(b"not a png")
+    args = ("score", str(run_dir), str(folder), "--batch-size", "2", "--device", "cpu", "--json")
+    code, expected, err = run_cli(capsys, "-q", *args)
+    assert code == 1, err
+    done = gonomaly_ddp(*args)
+    assert done.returncode != 0
+    assert done.stdout == expected and len(expected.splitlines()) == 40
+    assert [i for i, line in enumerate(expected.splitlines()) if "error" in json.loads(line)] == [3, 20, 21]
+    assert "gonomaly: 37 image(s) scored, 3 could not be read" in done.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import run_cli
 from gonomaly.errors import GonomalyError
 from serve_helpers import ServerThread, corrupted, free_port, nan_tiff_bytes, png_bytes, train_run_folder
 
@@ -116,7 +118,7 @@ def test_model_endpoint_describes_the_run(client, detector):
 
     model = client.get("/v1/model").json()
     assert model["model"] == "gon" and model["version"] == gonomaly.__version__
-    assert model["image"] == {"channels": 1, "height": 28, "width": 28}
+    assert model["image"] == {"channels": 1, "height": 28, "width": 28, "resized": False}
     assert model["threshold"] == {"rule": str(detector.threshold_rule_), "value": pytest.approx(detector.threshold_)}
     assert client.get("/healthz").json() == {"status": "ok"}
 
@@ -217,6 +219,17 @@ def test_non_loopback_bind_without_token_is_refused_in_one_line(run_folder, host
     assert "\n" not in str(refused.value)
 
 
+def test_the_serve_command_refuses_bad_settings_in_one_line(run_folder, capsys):
+
+    for args, words in ((["--host", "0.0.0.0"], "--host 0.0.0.0: not a loopback address"),
+                        (["--max-batch", "0"], "Invalid value for '--max-batch'"),
+                        (["--max-body-mb", "0"], "Invalid value for '--max-body-mb'")):
+        code, out, err = run_cli(capsys, "serve", str(run_folder[0]), *args)
+        assert code in (1, 2) and out == "" and words in err, (args, err)
+    code, _, err = run_cli(capsys, "serve", str(run_folder[0].parent / "missing"))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "missing" in err
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
 def test_loopback_hosts_need_no_token(host):
     from gonomaly.serve.runner import check_bind, is_loopback
@@ -229,11 +242,10 @@ def test_workers_serve_and_sigterm_finishes_the_request_in_flight(run_folder, di
     """Two uvicorn worker processes; a request waits in the batcher (1.5 s) when SIGTERM comes:
     it is still answered, then every process exits cleanly."""
     port = free_port()
-    code = (f"from gonomaly.serve import serve; serve({str(run_folder[0])!r}, port={port}, workers=2, "
-            f"max_wait_ms=1500, log_level='warning')")
+    command = [sys.executable, "-m", "gonomaly", "-q", "serve", str(run_folder[0]), "--port", str(port),
+               "--workers", "2", "--max-wait-ms", "1500"]
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = wait_until_healthy(process, f"http://127.0.0.1:{port}")
         answer: dict = {}
@@ -272,3 +284,32 @@ def test_the_detectors_defect_is_visible_through_the_service(client, detector, d
     answers = [score_one(client, png_bytes(image)).json()["images"][0] for image in pair]
     assert answers[1]["score"] > answers[0]["score"]
     assert [a["label"] for a in answers] == detector.predict(pair).tolist()
+
+
+def test_a_run_trained_on_folder_data_resizes_as_gonomaly_score_does(tmp_path, digits, capsys):
+    """Training resized folder images to 28x28: a 56x56 upload is resized the same way, and its
+    score is the one ``gonomaly score`` prints for the same file (the same reader, chosen from the
+    run's config)."""
+    from gonomaly.data.decode import read_resized
+    from gonomaly.detector import ReconstructionDetector
+    from gonomaly.serve import ServeSettings, create_app
+
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for i, digit in enumerate(digits[:24]):
+        Image.fromarray((digit[0] * 255).round().astype(np.uint8)).resize((56, 56)).save(normal / f"{i:02d}.png")
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "-q", "train", "--model", "gon", "--data", f"folder:normal={normal}",
+                           "--image-size", "28", "--epochs", "1", "--batch-size", "8", "--out", str(run_dir))
+    assert code == 0, err
+    detector = ReconstructionDetector.load(run_dir)
+    upload = normal / "03.png"
+    code, printed, err = run_cli(capsys, "score", str(run_dir), str(upload), "--json")
+    assert code == 0, err
+    expected = detector.score_samples(read_resized(upload, detector.image_shape_)[None])[0]
+    with ServerThread(create_app(ServeSettings(run_dir=str(run_dir)), detector)) as running:
+        with httpx.Client(base_url=running.url, timeout=30) as session:
+            assert session.get("/v1/model").json()["image"]["resized"] is True
+            answer = score_one(session, upload.read_bytes(), name="03.png").json()["images"][0]
+    assert answer["score"] == pytest.approx(expected, abs=1e-6)
+    assert answer["score"] == pytest.approx(json.loads(printed)["score"], abs=1e-6)

@@ -5,34 +5,11 @@ each score, each decision and each heat map the page shows."""
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from serve_helpers import ServerThread, corrupted, png_bytes, train_run_folder
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
-@pytest.fixture(scope="module")
-def serve_browser():
-    """Headless Debian chromium driven through Debian's chromedriver."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()) and not shutil.which("chromedriver"):
-        pytest.skip("Debian chromium and chromium-driver are not installed")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +30,7 @@ def test_the_page_is_self_contained():
     assert "@import" not in PAGE_HTML and "url(" not in PAGE_HTML
 
 
-def test_page_scores_a_normal_and_a_defective_digit(serve_browser, page_server, tmp_path):
+def test_page_scores_a_normal_and_a_defective_digit(browser, page_server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -64,16 +41,16 @@ def test_page_scores_a_normal_and_a_defective_digit(serve_browser, page_server, 
     expected = dict(zip(images, detector.score_samples(np.stack(list(images.values())))))
     assert expected["normal.png"] <= detector.threshold_ < expected["defective.png"]
 
-    serve_browser.get(server.url + "/")
-    wait = WebDriverWait(serve_browser, 60)
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 60)
     threshold = wait.until(lambda driver: driver.find_element(By.ID, "threshold"))
     assert float(threshold.text) == pytest.approx(detector.threshold_, rel=1e-5)
-    assert str(detector.threshold_rule_) in serve_browser.find_element(By.ID, "model").text
-    serve_browser.find_element(By.ID, "files").send_keys("\n".join(str(tmp_path / n) for n in images))
+    assert str(detector.threshold_rule_) in browser.find_element(By.ID, "model").text
+    browser.find_element(By.ID, "files").send_keys("\n".join(str(tmp_path / n) for n in images))
     wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".result.done")) == 2)
 
     for name, score in expected.items():
-        card = serve_browser.find_element(By.CSS_SELECTOR, f'.result[data-name="{name}"]')
+        card = browser.find_element(By.CSS_SELECTOR, f'.result[data-name="{name}"]')
         assert not card.find_elements(By.CLASS_NAME, "error")
         shown = float(card.find_element(By.CLASS_NAME, "score").text.split()[1])
         assert shown == pytest.approx(score, rel=1e-5)
@@ -82,20 +59,20 @@ def test_page_scores_a_normal_and_a_defective_digit(serve_browser, page_server, 
         assert float(card.find_element(By.CLASS_NAME, "threshold").text.split()[1]) == pytest.approx(
             detector.threshold_, rel=1e-5)
         heat_map = card.find_element(By.CSS_SELECTOR, "img.overlay")
-        size = serve_browser.execute_script("return [arguments[0].complete, arguments[0].naturalWidth, "
+        size = browser.execute_script("return [arguments[0].complete, arguments[0].naturalWidth, "
                                             "arguments[0].naturalHeight]", heat_map)
         assert size == [True, 28, 28]
 
 
-def test_page_shows_the_error_of_a_bad_file(serve_browser, page_server, tmp_path):
+def test_page_shows_the_error_of_a_bad_file(browser, page_server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     server, _, _ = page_server
     (tmp_path / "notes.png").write_bytes(b"not an image at all")
-    serve_browser.get(server.url + "/")
-    serve_browser.find_element(By.ID, "files").send_keys(str(tmp_path / "notes.png"))
-    card = WebDriverWait(serve_browser, 60).until(
+    browser.get(server.url + "/")
+    browser.find_element(By.ID, "files").send_keys(str(tmp_path / "notes.png"))
+    card = WebDriverWait(browser, 60).until(
         lambda driver: driver.find_element(By.CSS_SELECTOR, '.result.done[data-name="notes.png"]'))
     assert card.find_element(By.CLASS_NAME, "error").text.startswith("notes.png: cannot read image")
     assert not card.find_elements(By.CSS_SELECTOR, "img.overlay")

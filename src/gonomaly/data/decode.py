@@ -4,12 +4,13 @@ way for scoring: images bilinear with anti-aliasing, masks nearest-neighbour so 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
 from gonomaly.data.arrays import unit_float
-from gonomaly.data.images import DEFAULT_MAX_PIXELS, cannot_read_image
+from gonomaly.data.images import DEFAULT_MAX_PIXELS, cannot_read_image, image_source
 from gonomaly.errors import GonomalyError
 
 GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N")
@@ -49,10 +50,16 @@ def decode_resized(path: Path, size: int, channels: int,
     if expect is not None:  # a mask: nearest-neighbour keeps it binary
         mask = image.convert("L").resize((size, size), Image.NEAREST)
         return (np.asarray(mask) > 127).astype(np.uint8), original
+    return resize_image(image, size, channels), original
+
+
+def resize_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
+    """A decoded image as uint8 (C, S, S): 16-bit grey scaled from 0-65535, then bilinear with
+    anti-aliasing."""
     if image.mode in WIDE_GREY_MODES:
         image = Image.fromarray((np.asarray(image, np.float64) / 65535 * 255).astype(np.uint8))
     array = resize_square(image.convert("L" if channels == 1 else "RGB"), size)
-    return (array[None] if channels == 1 else array.transpose(2, 0, 1)), original
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
 def resize_square(image: Image.Image, size: int) -> np.ndarray:
@@ -64,18 +71,28 @@ def resize_square(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.BILINEAR), np.uint8)
 
 
-def read_resized(path: str | Path, image_shape: tuple[int, int, int], *,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """One image file resized as training resized its images: float32 (C, S, S) in [0, 1]."""
-    path = Path(path)
+def read_resized(source: str | Path | bytes | BinaryIO, image_shape: tuple[int, int, int], *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> np.ndarray:
+    """One image resized as training resized its images: float32 (C, S, S) in [0, 1].
+
+    ``source`` and ``name`` as ``read_image`` takes them (a path, the file's bytes or a binary
+    file object; the name messages start with). An image of more than ``max_pixels`` pixels is
+    refused from its header, before decoding; a float image with NaN or inf pixels is refused."""
+    source, path = image_source(source, name)
     channels, size, _ = image_shape
     try:
-        with Image.open(path) as image:  # the size from the header, before decoding
+        with Image.open(source) as image:  # the size from the header, before decoding
             if image.size[0] * image.size[1] > max_pixels:
                 raise GonomalyError(f"{path}: image is {image.size[0]}x{image.size[1]}, above the "
                                     f"limit of {max_pixels} pixels (--max-pixels)")
+            image.load()
+            if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
+                raise GonomalyError(f"{path}: image contains NaN or inf values")
+            array = resize_image(image, size, channels)
     except GonomalyError:
         raise
+    except FileNotFoundError:
+        raise GonomalyError(f"{path}: file not found") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on malformed files
         raise cannot_read_image(path, exc) from None
-    return unit_float(decode_resized(path, size, channels)[0])
+    return unit_float(array)

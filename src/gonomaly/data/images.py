@@ -102,6 +102,20 @@ def _pixels(image: Image.Image) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
+def image_source(source: str | Path | bytes | BinaryIO, name: str | None = None) -> tuple[Path | BinaryIO, str]:
+    """What ``Image.open`` takes for a path, the file's bytes or a binary file object, and the
+    name that messages start with: ``name``, else the path, the file object's ``name``, or
+    ``<bytes>``."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source, default_name = io.BytesIO(source), "<bytes>"
+    elif hasattr(source, "read"):
+        default_name = str(getattr(source, "name", None) or "<file>")
+    else:
+        source = Path(source)
+        default_name = str(source)
+    return source, default_name if name is None else name
+
+
 def read_image(source: str | Path | bytes | BinaryIO, image_shape: tuple[int, int, int], *,
                max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> np.ndarray:
     """Read one image as float32 (C, H, W) in [0, 1], matching the model's channels and size.
@@ -121,14 +135,7 @@ def read_image(source: str | Path | bytes | BinaryIO, image_shape: tuple[int, in
       their channels are equal (a grey image saved as RGB). A true colour image is refused for
       a grey model: gonomaly does not guess a colour-to-grey conversion.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        source, default_name = io.BytesIO(source), "<bytes>"
-    elif hasattr(source, "read"):
-        default_name = str(getattr(source, "name", None) or "<file>")
-    else:
-        source = Path(source)
-        default_name = str(source)
-    path = default_name if name is None else name
+    source, path = image_source(source, name)
     channels, height, width = image_shape
     try:
         with _pixel_limit(max_pixels) as enforce_limit, Image.open(source) as image:

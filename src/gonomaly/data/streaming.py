@@ -1,7 +1,8 @@
 """Streaming image files in batches, decoded by DataLoader workers, in input order.
 
 Memory stays flat whatever the number of files: only the paths and a few batches in flight are
-held. A bad file stops the stream with its own one-line error, raised in the main process.
+held. ``stream_batches`` stops at a bad file with its own one-line error, raised in the main
+process; ``stream_with_errors`` carries each bad file's error along with the readable images.
 """
 
 from __future__ import annotations
@@ -35,20 +36,31 @@ class ImageFiles(Dataset):
 
 
 def _collate(items):
-    errors = [message for _, _, message in items if message]
-    if errors:
-        return None, None, errors[0]
+    """(indices, the readable images stacked, one message per item: "" when readable). The
+    images travel as one tensor (shared memory between the worker and the main process)."""
     indices = [index for index, _, _ in items]
-    return indices, torch.from_numpy(np.stack([image for _, image, _ in items])), ""
+    readable = [image for _, image, message in items if not message]
+    images = torch.from_numpy(np.stack(readable)) if readable else None
+    return indices, images, [message for _, _, message in items]
+
+
+def stream_with_errors(paths: Sequence[Path], read: Callable[[Path], np.ndarray], batch_size: int,
+                       workers: int) -> Iterator[tuple[list[Path], np.ndarray | None, list[str]]]:
+    """Yield (paths, images, messages) batches in input order: ``images`` stacks the readable
+    files' images (None when no file of the batch is readable), ``messages`` holds each file's
+    one-line error ("" for a readable one), so one bad file never loses its batch."""
+    loader = DataLoader(ImageFiles(paths, read), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, collate_fn=_collate,
+                        persistent_workers=False, prefetch_factor=2 if workers else None)
+    for indices, images, messages in loader:
+        yield [paths[i] for i in indices], (None if images is None else images.numpy()), messages
 
 
 def stream_batches(paths: Sequence[Path], read: Callable[[Path], np.ndarray], batch_size: int,
                    workers: int) -> Iterator[tuple[list[Path], np.ndarray]]:
     """Yield (paths, images) batches in input order; raise the first bad file's error."""
-    loader = DataLoader(ImageFiles(paths, read), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, collate_fn=_collate,
-                        persistent_workers=False, prefetch_factor=2 if workers else None)
-    for indices, images, error in loader:
+    for chunk, images, messages in stream_with_errors(paths, read, batch_size, workers):
+        error = next((message for message in messages if message), "")
         if error:
             raise GonomalyError(error)
-        yield [paths[i] for i in indices], images.numpy()
+        yield chunk, images

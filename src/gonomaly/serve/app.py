@@ -25,7 +25,17 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 import gonomaly
-from gonomaly.image_scoring import FailedImage, combine, overlay_png, overlay_scale, read_or_error, score_arrays
+from gonomaly.image_scoring import (
+    DEFAULT_SERVE_MAX_PIXELS,
+    FailedImage,
+    combine,
+    image_reader,
+    overlay_png,
+    overlay_scale,
+    read_or_error,
+    score_arrays,
+    trained_on_resized_images,
+)
 from gonomaly.serve.batcher import DynamicBatcher
 from gonomaly.serve.http import (
     RequestMetricsMiddleware,
@@ -39,7 +49,6 @@ from gonomaly.serve.metrics import ServiceMetrics
 from gonomaly.serve.page import PAGE_HTML
 
 SETTINGS_VARIABLE = "GONOMALY_SERVE_SETTINGS"
-DEFAULT_SERVE_MAX_PIXELS = 4096 * 4096  # decoded as float64 RGB: at most ~400 MB per request
 ENDPOINTS = ("/", "/healthz", "/metrics", "/v1/model", "/v1/score")
 TRUE_WORDS = ("1", "true", "yes", "on")
 
@@ -78,7 +87,8 @@ def model_description(detector, run_dir: Path) -> dict:
     return {
         "model": config.get("model"), "score": detector.score,
         "data": config.get("data", metadata.get("data")),
-        "image": {"channels": channels, "height": height, "width": width},
+        "image": {"channels": channels, "height": height, "width": width,
+                  "resized": trained_on_resized_images(run_dir)},
         "threshold": {"rule": str(detector.threshold_rule_), "value": float(detector.threshold_)},
         "training": detector.training_stats_, "run_dir": str(run_dir),
         "version": gonomaly.__version__,
@@ -94,6 +104,7 @@ class ScoringService:
         self.model = model_description(detector, Path(settings.run_dir))
         self.threshold = float(detector.threshold_)
         self.overlay_vmax = overlay_scale(detector)
+        self.read = image_reader(settings.run_dir)  # resizes as training did (mvtec, folder data)
         self.batcher = DynamicBatcher(self.score_batch, max_batch=settings.max_batch,
                                       max_wait_ms=settings.max_wait_ms, on_batch=self.metrics.observe_batch)
         self.metrics.queued.set_function(lambda: self.batcher.queued_images)
@@ -124,8 +135,8 @@ class ScoringService:
         return Response(self.metrics.exposition(), media_type=self.metrics.content_type)
 
     def decode(self, images: list[tuple[str, bytes]]) -> list[np.ndarray | FailedImage]:
-        return [read_or_error(data, self.detector.image_shape_, name=name, max_pixels=self.settings.max_pixels)
-                if data else FailedImage(name, f"{name}: empty file", "empty_file")
+        return [read_or_error(data, self.detector.image_shape_, name=name, max_pixels=self.settings.max_pixels,
+                              read=self.read)
                 for name, data in images]
 
     async def score(self, request: Request) -> Response:
