@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +42,16 @@ class BenchmarkConfig:
     data_dir: Path | None = None
     json_path: Path | None = None
     progress: bool = False
+    seeds: Sequence[int] | None = None
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds to run: ``seeds``, or the detector's one seed."""
+        return list(self.seeds) if self.seeds else [self.detector.seed]
+
+    def with_seed(self, seed: int) -> BenchmarkConfig:
+        """This benchmark for one seed, writing no file (the multi-seed result is written once)."""
+        return replace(self, detector=replace(self.detector, seed=seed), seeds=None, json_path=None)
 
     def detector_of(self, model: str, **changes) -> object:
         """A new detector of ``model`` with this benchmark's hyper-parameters and ``changes``."""
@@ -98,9 +108,60 @@ def finish(results: dict, config: BenchmarkConfig, start: float) -> dict:
     return results
 
 
+def aggregate_seeds(values: Sequence):
+    """One seed-independent view of several seeds' results of the same shape: every number becomes
+    ``{"mean": m, "std": s}`` (``s`` the sample standard deviation, ddof 1; 0 for one seed),
+    dicts and lists are aggregated item by item, and any other value (a name) is kept when
+    every seed has the same one, else listed. A number that is None in any seed gives None."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {key: aggregate_seeds([v[key] for v in values]) for key in first}
+    if isinstance(first, list | tuple) and all(len(v) == len(first) for v in values):
+        return [aggregate_seeds(list(items)) for items in zip(*values, strict=True)]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        numbers = np.asarray(values, dtype=float)
+        return {"mean": float(numbers.mean()),
+                "std": float(numbers.std(ddof=1)) if len(numbers) > 1 else 0.0}
+    if any(v is None for v in values):
+        return None
+    return first if all(v == first for v in values) else list(values)
+
+
+def over_seeds(config: BenchmarkConfig, once: Callable[[BenchmarkConfig, Echo], dict], body: str,
+               echo: Echo, summarize: Callable[[dict], str]) -> dict:
+    """Run ``once`` (one seed's whole benchmark) for each seed; the result: ``protocol`` (with
+    ``seeds``), ``per_seed`` (seed -> that seed's results), ``summary`` (``aggregate_seeds`` of
+    their ``body`` entry). With several seeds ``echo`` gets ``summarize(result)`` at the end."""
+    start = time.perf_counter()
+    per_seed = {}
+    for seed in config.seed_list:
+        if len(config.seed_list) > 1:
+            echo(f"\n=== seed {seed}")
+        per_seed[str(seed)] = once(config.with_seed(seed), echo)
+    protocol = dict(next(iter(per_seed.values()))["protocol"])
+    protocol.pop("seed", None)
+    results = {"protocol": {**protocol, "seeds": config.seed_list}, "per_seed": per_seed,
+               "summary": aggregate_seeds([r[body] for r in per_seed.values()])}
+    if len(config.seed_list) > 1:
+        echo(summarize(results))
+    return finish(results, config, start)
+
+
+def plus_minus(entry: dict | None, digits: int) -> str:
+    """``mean +- std`` of an aggregated number (``-`` for None)."""
+    if entry is None:
+        return "-"
+    return f"{entry['mean']:.{digits}f} +- {entry['std']:.{digits}f}"
+
+
 def mnist_c_benchmark(config: MnistCBenchmarkConfig, echo: Echo = print) -> dict:
-    """Per model and score: per corruption n, flagged, AUROC; pooled confusion, AUROC, AUPR; times.
-    ``echo`` gets each run's table as it finishes."""
+    """Per model and score: per corruption n, flagged, AUROC; pooled confusion, AUROC, AUPR; times
+    (``over_seeds``: per seed and as mean +- std). ``echo`` gets each run's table as it finishes."""
+    return over_seeds(config, _mnist_c_once, "runs", echo, format_mnist_c_summary)
+
+
+def _mnist_c_once(config: MnistCBenchmarkConfig, echo: Echo) -> dict:
+    """The MNIST-C protocol for one seed."""
     start = time.perf_counter()
     settings = config.detector
     data = load_data(config.data, config.data_dir, seed=settings.seed)
@@ -115,7 +176,41 @@ def mnist_c_benchmark(config: MnistCBenchmarkConfig, echo: Echo = print) -> dict
         detector.fit(data.train)
         results["runs"] += score_variants(detector, data, model, config.scores, time.perf_counter() - t0,
                                           echo)
-    return finish(results, config, start)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    return results
+
+
+def format_mnist_c_summary(results: dict) -> str:
+    """The runs' mean +- std over the seeds as a Markdown table: a column per model and score,
+    a row per corruption (flagged / n, AUROC), then the pooled figures."""
+    runs = results["summary"]
+    seeds = ",".join(str(s) for s in results["protocol"]["seeds"])
+
+    def cell(entry):
+        auroc = "" if entry["auroc"] is None else f", {plus_minus(entry['auroc'], 3)}"
+        return f"{plus_minus(entry['flagged'], 1)} / {entry['n']['mean']:.0f}{auroc}"
+
+    def pooled(label, text):
+        return f"| **{label}** | " + " | ".join(text(r) for r in runs) + " |"
+
+    lines = [f"\n== mean +- std over seeds {seeds}",
+             "| corruption | " + " | ".join(f"{r['model'].upper()} {r['score']}" for r in runs) + " |",
+             "| --- " * (len(runs) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cell(r["groups"][name]) for r in runs) + " |"
+              for name in runs[0]["groups"]]
+    lines += [pooled("clean passed", lambda r: _count(r["confusion"], "tn", "fp")),
+              pooled("corrupted flagged", lambda r: _count(r["confusion"], "tp", "fn")),
+              pooled("pooled AUROC", lambda r: plus_minus(r["image_auroc"], 4)),
+              pooled("pooled AUPR", lambda r: plus_minus(r["image_aupr"], 4)),
+              pooled("training time (s)", lambda r: f"{r['train_seconds']['mean']:.0f}"),
+              pooled("scoring time (s)", lambda r: f"{r['score_seconds']['mean']:.0f}")]
+    return "\n".join(lines)
+
+
+def _count(confusion: dict, hit: str, miss: str) -> str:
+    """``hit`` of ``hit + miss`` as mean +- std (the total is the same in every seed)."""
+    total = confusion[hit]["mean"] + confusion[miss]["mean"]
+    return f"{plus_minus(confusion[hit], 1)} / {total:,.0f}"
 
 
 def score_variants(detector, data, model: str, scores: Sequence[str], train_seconds: float,

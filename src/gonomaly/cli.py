@@ -301,6 +301,21 @@ def benchmark():
     """End-to-end benchmarks on real data."""
 
 
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise GonomalyError(f"--seeds {text}: integers such as 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise GonomalyError(f"--seeds {text}: one or more different integers such as 0,1,2")
+    return seeds
+
+
+seeds_option = click.option("--seeds", default=None,
+                            help="Comma-separated seeds: run the whole benchmark once per seed and "
+                                 "report mean +- std [default: --seed].")
 epochs_batch_options = [
     click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True),
     click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
@@ -313,8 +328,8 @@ epochs_batch_options = [
 @click.option("--scores", default="mse,fused", show_default=True, help="Comma-separated: mse, fused.")
 @click.option("--data", "data", default="mnist-c", show_default=True,
               help="The protocol's SPEC (the MNIST-C protocol's 14 corruptions, 2,000 test digits).")
-@options(json_option, seed_option, data_dir_option)
-def benchmark_mnist_c(epochs, batch_size, models, scores, data, json_path, seed, data_dir):
+@options(json_option, seed_option, seeds_option, data_dir_option)
+def benchmark_mnist_c(epochs, batch_size, models, scores, data, json_path, seed, seeds, data_dir):
     """The MNIST-C protocol for each model and score: per corruption n, flagged, AUROC;
     pooled confusion, AUROC, AUPR; times."""
     from gonomaly.bench import MnistCBenchmarkConfig, mnist_c_benchmark
@@ -322,7 +337,7 @@ def benchmark_mnist_c(epochs, batch_size, models, scores, data, json_path, seed,
     config = MnistCBenchmarkConfig(
         models=_choices(models, MODEL_NAMES, "--models"), scores=_choices(scores, ("mse", "fused"), "--scores"),
         detector=workflow.DetectorConfig(epochs=epochs, batch_size=batch_size, seed=seed), data=data,
-        data_dir=data_dir, json_path=json_path, progress=_progress())
+        data_dir=data_dir, json_path=json_path, progress=_progress(), seeds=_seeds(seeds))
     mnist_c_benchmark(config, echo=click.echo)
 
 
