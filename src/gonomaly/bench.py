@@ -96,6 +96,14 @@ class MvtecBenchmarkConfig(BenchmarkConfig):
     variants: Sequence[Mapping] | None = None
     figures: Path | None = None
 
+    def with_seed(self, seed: int) -> MvtecBenchmarkConfig:
+        """As ``BenchmarkConfig.with_seed``; with several seeds, each seed's figures in
+        ``figures/seed<N>``."""
+        single = super().with_seed(seed)
+        if self.figures is None or len(self.seed_list) == 1:
+            return single
+        return replace(single, figures=self.figures / f"seed{seed}")
+
 
 def finish(results: dict, config: BenchmarkConfig, start: float) -> dict:
     """Record the total time and write the JSON file the config asks for."""
@@ -152,6 +160,18 @@ def plus_minus(entry: dict | None, digits: int) -> str:
     if entry is None:
         return "-"
     return f"{entry['mean']:.{digits}f} +- {entry['std']:.{digits}f}"
+
+
+def mean_of(value) -> float:
+    """One seed's number, or an aggregated number's mean."""
+    return value["mean"] if isinstance(value, dict) else value
+
+
+def figure(value, digits: int) -> str:
+    """One seed's number, or an aggregated one as ``mean +- std``, to ``digits`` decimals."""
+    if value is None or isinstance(value, dict):
+        return plus_minus(value, digits)
+    return f"{value:.{digits}f}"
 
 
 def mnist_c_benchmark(config: MnistCBenchmarkConfig, echo: Echo = print) -> dict:
@@ -249,8 +269,14 @@ def models_benchmark(config: ModelsBenchmarkConfig, echo: Echo = print) -> dict:
     """``gonomaly benchmark models``: every model on the MNIST-C protocol (parameters, training
     seconds per epoch, reconstruction MSE of the clean test digits, AUROC per score) and on
     one-class MNIST (train on one digit's training images, the other nine digits of the test
-    set are the anomalies; AUROC of the score ``scores[0]`` per digit and on average).
-    ``echo`` gets the comparison as Markdown tables at the end."""
+    set are the anomalies; AUROC of the score ``scores[0]`` per digit and on average), per seed
+    and as mean +- std (``over_seeds``). ``echo`` gets the comparison as Markdown tables."""
+    return over_seeds(config, _models_once, "models", echo,
+                      lambda results: format_models(results, results["summary"]))
+
+
+def _models_once(config: ModelsBenchmarkConfig, echo: Echo) -> dict:
+    """Every model side by side for one seed."""
     start = time.perf_counter()
     settings = config.detector
     spec = f"mnist-c:n_test={config.n_test}" + (f",n_train={config.n_train}" if config.n_train else "")
@@ -270,7 +296,8 @@ def models_benchmark(config: ModelsBenchmarkConfig, echo: Echo = print) -> dict:
             row["one_class_mean"] = float(sum(row["one_class_auroc"].values()) / len(config.digits))
         log.info("%s: one-class AUROC %s", model, row["one_class_auroc"])
     echo(format_models(results))
-    return finish(results, config, start)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    return results
 
 
 def _mnist_c_row(config: ModelsBenchmarkConfig, model: str, data) -> dict:
@@ -297,23 +324,26 @@ def _one_class_auroc(config: ModelsBenchmarkConfig, model: str, digit: int) -> f
     return evaluate(detector, one_class).metrics["image_auroc"]
 
 
-def format_models(results: dict) -> str:
-    """The comparison as Markdown tables (the README shows them)."""
+def format_models(results: dict, rows: dict | None = None) -> str:
+    """The comparison as Markdown tables (the README shows them): ``rows`` (default: the one
+    seed's ``results["models"]``) or their mean +- std over the seeds (``results["summary"]``)."""
     p, scores = results["protocol"], results["protocol"]["scores"]
+    rows = results["models"] if rows is None else rows
     lines = ["| model | parameters | training s / epoch | clean test MSE | "
              + " | ".join(f"MNIST-C AUROC ({s})" for s in scores) + f" | one-class AUROC ({scores[0]}, mean) |",
              "| --- " * (5 + len(scores)) + "|"]
-    for model, row in results["models"].items():
-        mean = row.get("one_class_mean")
-        lines.append(f"| {model} | {row['parameters']:,} | {row['seconds_per_epoch']:.1f} | "
-                     f"{row['clean_mse']:.4f} | " + " | ".join(f"{row['mnist_c_auroc'][s]:.4f}" for s in scores)
-                     + f" | {'-' if mean is None else f'{mean:.4f}'} |")
+    for model, row in rows.items():
+        parameters = row["parameters"]["mean"] if isinstance(row["parameters"], dict) else row["parameters"]
+        lines.append(f"| {model} | {parameters:,.0f} | {figure(row['seconds_per_epoch'], 1)} | "
+                     f"{figure(row['clean_mse'], 4)} | "
+                     + " | ".join(figure(row["mnist_c_auroc"][s], 4) for s in scores)
+                     + f" | {figure(row.get('one_class_mean'), 4)} |")
     if p["digits"]:
         lines += ["", "| model | " + " | ".join(str(d) for d in p["digits"]) + " | mean |",
                   "| --- " * (len(p["digits"]) + 2) + "|"]
-        for model, row in results["models"].items():
-            lines.append(f"| {model} | " + " | ".join(f"{row['one_class_auroc'][d]:.3f}" for d in p["digits"])
-                         + f" | {row['one_class_mean']:.3f} |")
+        for model, row in rows.items():
+            lines.append(f"| {model} | " + " | ".join(figure(row["one_class_auroc"][d], 3) for d in p["digits"])
+                         + f" | {figure(row['one_class_mean'], 3)} |")
     return "\n".join(lines)
 
 
@@ -332,8 +362,14 @@ def _category_folders(config: MvtecBenchmarkConfig) -> list[Path]:
 
 def mvtec_benchmark(config: MvtecBenchmarkConfig, echo: Echo = print) -> dict:
     """One model per category and model kind: train on train/good, score the test set; image
-    AUROC, pixel AUROC, AUPRO, the confusion at the threshold and the training time per row.
-    ``echo`` gets each row as it finishes (the first with a header)."""
+    AUROC, pixel AUROC, AUPRO, the confusion at the threshold and the training time per row, per
+    seed and as mean +- std (``over_seeds``). ``echo`` gets each row as it finishes (the first
+    with a header)."""
+    return over_seeds(config, _mvtec_once, "runs", echo, format_mvtec_summary)
+
+
+def _mvtec_once(config: MvtecBenchmarkConfig, echo: Echo) -> dict:
+    """Every category and model for one seed."""
     from gonomaly.data.mvtec import load_category
 
     start = time.perf_counter()
@@ -359,7 +395,8 @@ def mvtec_benchmark(config: MvtecBenchmarkConfig, echo: Echo = print) -> dict:
                 metrics = _mvtec_variant(config, bundle, variant, detector=detector, model=model, row=row)
                 results["runs"].append(metrics)
                 echo(format_mvtec_row(metrics, header=len(results["runs"]) == 1))
-    return finish(results, config, start)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    return results
 
 
 def _mvtec_variant(config: MvtecBenchmarkConfig, bundle, variant: Mapping, *, detector, model: str,
@@ -380,16 +417,23 @@ def _mvtec_variant(config: MvtecBenchmarkConfig, bundle, variant: Mapping, *, de
 
 
 def format_mvtec_row(m: dict, header: bool = False) -> str:
-    def fmt(v):
-        return "-" if v is None else f"{v:.3f}"
-
+    """One row of the table: one seed's metrics, or their mean +- std (wider than the header)."""
     c = m["confusion"]
-    row = (f"{m['category']:<12}{m['model']:<6}{m['error_map'] + '/' + format(m['sigma'], 'g') + '/' + m['score']:<15}"
-           f"{fmt(m['image_auroc']):>8}{fmt(m.get('pixel_auroc')):>8}"
-           f"{fmt(m.get('aupro')):>8}{c['tn']:>5}{c['fp']:>5}{c['fn']:>5}{c['tp']:>5}{m['train_seconds']:>9.1f}")
+    variant = f"{m['error_map']}/{mean_of(m['sigma']):g}/{m['score']}"
+    row = (f"{m['category']:<12}{m['model']:<6}{variant:<15}"
+           f"{figure(m['image_auroc'], 3):>8}{figure(m.get('pixel_auroc'), 3):>8}"
+           f"{figure(m.get('aupro'), 3):>8}" + "".join(f"{figure(c[k], 0):>5}" for k in ("tn", "fp", "fn", "tp"))
+           + f"{mean_of(m['train_seconds']):>9.1f}")
     head = (f"{'category':<12}{'model':<6}{'map/sigma/score':<15}{'img AUC':>8}{'pix AUC':>8}{'AUPRO':>8}"
             f"{'tn':>5}{'fp':>5}{'fn':>5}{'tp':>5}{'train s':>9}")
     return f"{head}\n{row}" if header else row
+
+
+def format_mvtec_summary(results: dict) -> str:
+    """Every row's mean +- std over the seeds."""
+    seeds = ",".join(str(s) for s in results["protocol"]["seeds"])
+    return "\n".join([f"\n== mean +- std over seeds {seeds}"]
+                     + [format_mvtec_row(m, header=i == 0) for i, m in enumerate(results["summary"])])
 
 
 def _mvtec_figure(detector, bundle, path: Path, per_group: int = 2) -> Path:

@@ -356,9 +356,9 @@ def benchmark_mnist_c(epochs, batch_size, models, scores, data, json_path, seed,
               help="One-class: the first N test digits.")
 @click.option("--digits", default="0,1,2,3,4,5,6,7,8,9", show_default=True,
               help="One-class: the normal digits to run ('' for none).")
-@options(json_option, seed_option, data_dir_option)
+@options(json_option, seed_option, seeds_option, data_dir_option)
 def benchmark_models(models, epochs, batch_size, scores, n_train, n_test, one_class_n_train,
-                     one_class_n_test, digits, json_path, seed, data_dir):
+                     one_class_n_test, digits, json_path, seed, seeds, data_dir):
     """Every model side by side: parameters, training time per epoch, reconstruction MSE of
     clean test digits, MNIST-C AUROC and one-class MNIST AUROC per digit."""
     from gonomaly.bench import ModelsBenchmarkConfig, models_benchmark
@@ -368,7 +368,7 @@ def benchmark_models(models, epochs, batch_size, scores, n_train, n_test, one_cl
         n_train=n_train, n_test=n_test, one_class_n_train=one_class_n_train,
         one_class_n_test=one_class_n_test, digits=_digits(digits),
         detector=workflow.DetectorConfig(epochs=epochs, batch_size=batch_size, seed=seed),
-        data_dir=data_dir, json_path=json_path, progress=_progress())
+        data_dir=data_dir, json_path=json_path, progress=_progress(), seeds=_seeds(seeds))
     models_benchmark(config, echo=click.echo)
 
 
@@ -386,8 +386,8 @@ def benchmark_models(models, epochs, batch_size, scores, n_train, n_test, one_cl
 @click.option("--variants", default=None,
               help="Score each trained network several ways: comma-separated MAP/SIGMA/SCORE, e.g. "
                    "l2/0/mse,ssim/4/topk [default: --error-map/--sigma/--score].")
-@options(*image_options, seed_option)
-def benchmark_mvtec(root, categories, models, json_path, variants, image_size, **settings):
+@options(*image_options, seed_option, seeds_option)
+def benchmark_mvtec(root, categories, models, json_path, variants, image_size, seeds, **settings):
     """One model per MVTec AD category: image AUROC, pixel AUROC, AUPRO, the confusion at the
     threshold and the training time per category and model."""
     from gonomaly.bench import MvtecBenchmarkConfig, mvtec_benchmark
@@ -397,7 +397,7 @@ def benchmark_mvtec(root, categories, models, json_path, variants, image_size, *
         image_size=image_size or 64, models=_choices(models, MODEL_NAMES, "--models"),
         detector=workflow.DetectorConfig(**settings), variants=_variants(variants),
         figures=json_path.parent if json_path is not None else None, json_path=json_path,
-        progress=_progress())
+        progress=_progress(), seeds=_seeds(seeds))
     mvtec_benchmark(config, echo=click.echo)
 
 
