@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +42,16 @@ class BenchmarkConfig:
     data_dir: Path | None = None
     json_path: Path | None = None
     progress: bool = False
+    seeds: Sequence[int] | None = None
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds to run: ``seeds``, or the detector's one seed."""
+        return list(self.seeds) if self.seeds else [self.detector.seed]
+
+    def with_seed(self, seed: int) -> BenchmarkConfig:
+        """This benchmark for one seed, writing no file (the multi-seed result is written once)."""
+        return replace(self, detector=replace(self.detector, seed=seed), seeds=None, json_path=None)
 
     def detector_of(self, model: str, **changes) -> object:
         """A new detector of ``model`` with this benchmark's hyper-parameters and ``changes``."""
@@ -86,6 +96,14 @@ class MvtecBenchmarkConfig(BenchmarkConfig):
     variants: Sequence[Mapping] | None = None
     figures: Path | None = None
 
+    def with_seed(self, seed: int) -> MvtecBenchmarkConfig:
+        """As ``BenchmarkConfig.with_seed``; with several seeds, each seed's figures in
+        ``figures/seed<N>``."""
+        single = super().with_seed(seed)
+        if self.figures is None or len(self.seed_list) == 1:
+            return single
+        return replace(single, figures=self.figures / f"seed{seed}")
+
 
 def finish(results: dict, config: BenchmarkConfig, start: float) -> dict:
     """Record the total time and write the JSON file the config asks for."""
@@ -98,9 +116,72 @@ def finish(results: dict, config: BenchmarkConfig, start: float) -> dict:
     return results
 
 
+def aggregate_seeds(values: Sequence):
+    """One seed-independent view of several seeds' results of the same shape: every number becomes
+    ``{"mean": m, "std": s}`` (``s`` the sample standard deviation, ddof 1; 0 for one seed),
+    dicts and lists are aggregated item by item, and any other value (a name) is kept when
+    every seed has the same one, else listed. A number that is None in any seed gives None."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {key: aggregate_seeds([v[key] for v in values]) for key in first}
+    if isinstance(first, list | tuple) and all(len(v) == len(first) for v in values):
+        return [aggregate_seeds(list(items)) for items in zip(*values, strict=True)]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        numbers = np.asarray(values, dtype=float)
+        return {"mean": float(numbers.mean()),
+                "std": float(numbers.std(ddof=1)) if len(numbers) > 1 else 0.0}
+    if any(v is None for v in values):
+        return None
+    return first if all(v == first for v in values) else list(values)
+
+
+def over_seeds(config: BenchmarkConfig, once: Callable[[BenchmarkConfig, Echo], dict], body: str,
+               echo: Echo, summarize: Callable[[dict], str]) -> dict:
+    """Run ``once`` (one seed's whole benchmark) for each seed; the result: ``protocol`` (with
+    ``seeds``), ``per_seed`` (seed -> that seed's results), ``summary`` (``aggregate_seeds`` of
+    their ``body`` entry). With several seeds ``echo`` gets ``summarize(result)`` at the end."""
+    start = time.perf_counter()
+    per_seed = {}
+    for seed in config.seed_list:
+        if len(config.seed_list) > 1:
+            echo(f"\n=== seed {seed}")
+        per_seed[str(seed)] = once(config.with_seed(seed), echo)
+    protocol = dict(next(iter(per_seed.values()))["protocol"])
+    protocol.pop("seed", None)
+    results = {"protocol": {**protocol, "seeds": config.seed_list}, "per_seed": per_seed,
+               "summary": aggregate_seeds([r[body] for r in per_seed.values()])}
+    if len(config.seed_list) > 1:
+        echo(summarize(results))
+    return finish(results, config, start)
+
+
+def plus_minus(entry: dict | None, digits: int) -> str:
+    """``mean +- std`` of an aggregated number (``-`` for None)."""
+    if entry is None:
+        return "-"
+    return f"{entry['mean']:.{digits}f} +- {entry['std']:.{digits}f}"
+
+
+def mean_of(value) -> float:
+    """One seed's number, or an aggregated number's mean."""
+    return value["mean"] if isinstance(value, dict) else value
+
+
+def figure(value, digits: int) -> str:
+    """One seed's number, or an aggregated one as ``mean +- std``, to ``digits`` decimals."""
+    if value is None or isinstance(value, dict):
+        return plus_minus(value, digits)
+    return f"{value:.{digits}f}"
+
+
 def mnist_c_benchmark(config: MnistCBenchmarkConfig, echo: Echo = print) -> dict:
-    """Per model and score: per corruption n, flagged, AUROC; pooled confusion, AUROC, AUPR; times.
-    ``echo`` gets each run's table as it finishes."""
+    """Per model and score: per corruption n, flagged, AUROC; pooled confusion, AUROC, AUPR; times
+    (``over_seeds``: per seed and as mean +- std). ``echo`` gets each run's table as it finishes."""
+    return over_seeds(config, _mnist_c_once, "runs", echo, format_mnist_c_summary)
+
+
+def _mnist_c_once(config: MnistCBenchmarkConfig, echo: Echo) -> dict:
+    """The MNIST-C protocol for one seed."""
     start = time.perf_counter()
     settings = config.detector
     data = load_data(config.data, config.data_dir, seed=settings.seed)
@@ -115,7 +196,41 @@ def mnist_c_benchmark(config: MnistCBenchmarkConfig, echo: Echo = print) -> dict
         detector.fit(data.train)
         results["runs"] += score_variants(detector, data, model, config.scores, time.perf_counter() - t0,
                                           echo)
-    return finish(results, config, start)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    return results
+
+
+def format_mnist_c_summary(results: dict) -> str:
+    """The runs' mean +- std over the seeds as a Markdown table: a column per model and score,
+    a row per corruption (flagged / n, AUROC), then the pooled figures."""
+    runs = results["summary"]
+    seeds = ",".join(str(s) for s in results["protocol"]["seeds"])
+
+    def cell(entry):
+        auroc = "" if entry["auroc"] is None else f", {plus_minus(entry['auroc'], 3)}"
+        return f"{plus_minus(entry['flagged'], 1)} / {entry['n']['mean']:.0f}{auroc}"
+
+    def pooled(label, text):
+        return f"| **{label}** | " + " | ".join(text(r) for r in runs) + " |"
+
+    lines = [f"\n== mean +- std over seeds {seeds}",
+             "| corruption | " + " | ".join(f"{r['model'].upper()} {r['score']}" for r in runs) + " |",
+             "| --- " * (len(runs) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cell(r["groups"][name]) for r in runs) + " |"
+              for name in runs[0]["groups"]]
+    lines += [pooled("clean passed", lambda r: _count(r["confusion"], "tn", "fp")),
+              pooled("corrupted flagged", lambda r: _count(r["confusion"], "tp", "fn")),
+              pooled("pooled AUROC", lambda r: plus_minus(r["image_auroc"], 4)),
+              pooled("pooled AUPR", lambda r: plus_minus(r["image_aupr"], 4)),
+              pooled("training time (s)", lambda r: f"{r['train_seconds']['mean']:.0f}"),
+              pooled("scoring time (s)", lambda r: f"{r['score_seconds']['mean']:.0f}")]
+    return "\n".join(lines)
+
+
+def _count(confusion: dict, hit: str, miss: str) -> str:
+    """``hit`` of ``hit + miss`` as mean +- std (the total is the same in every seed)."""
+    total = confusion[hit]["mean"] + confusion[miss]["mean"]
+    return f"{plus_minus(confusion[hit], 1)} / {total:,.0f}"
 
 
 def score_variants(detector, data, model: str, scores: Sequence[str], train_seconds: float,
@@ -154,8 +269,14 @@ def models_benchmark(config: ModelsBenchmarkConfig, echo: Echo = print) -> dict:
     """``gonomaly benchmark models``: every model on the MNIST-C protocol (parameters, training
     seconds per epoch, reconstruction MSE of the clean test digits, AUROC per score) and on
     one-class MNIST (train on one digit's training images, the other nine digits of the test
-    set are the anomalies; AUROC of the score ``scores[0]`` per digit and on average).
-    ``echo`` gets the comparison as Markdown tables at the end."""
+    set are the anomalies; AUROC of the score ``scores[0]`` per digit and on average), per seed
+    and as mean +- std (``over_seeds``). ``echo`` gets the comparison as Markdown tables."""
+    return over_seeds(config, _models_once, "models", echo,
+                      lambda results: format_models(results, results["summary"]))
+
+
+def _models_once(config: ModelsBenchmarkConfig, echo: Echo) -> dict:
+    """Every model side by side for one seed."""
     start = time.perf_counter()
     settings = config.detector
     spec = f"mnist-c:n_test={config.n_test}" + (f",n_train={config.n_train}" if config.n_train else "")
@@ -175,7 +296,8 @@ def models_benchmark(config: ModelsBenchmarkConfig, echo: Echo = print) -> dict:
             row["one_class_mean"] = float(sum(row["one_class_auroc"].values()) / len(config.digits))
         log.info("%s: one-class AUROC %s", model, row["one_class_auroc"])
     echo(format_models(results))
-    return finish(results, config, start)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    return results
 
 
 def _mnist_c_row(config: ModelsBenchmarkConfig, model: str, data) -> dict:
@@ -202,23 +324,26 @@ def _one_class_auroc(config: ModelsBenchmarkConfig, model: str, digit: int) -> f
     return evaluate(detector, one_class).metrics["image_auroc"]
 
 
-def format_models(results: dict) -> str:
-    """The comparison as Markdown tables (the README shows them)."""
+def format_models(results: dict, rows: dict | None = None) -> str:
+    """The comparison as Markdown tables (the README shows them): ``rows`` (default: the one
+    seed's ``results["models"]``) or their mean +- std over the seeds (``results["summary"]``)."""
     p, scores = results["protocol"], results["protocol"]["scores"]
+    rows = results["models"] if rows is None else rows
     lines = ["| model | parameters | training s / epoch | clean test MSE | "
              + " | ".join(f"MNIST-C AUROC ({s})" for s in scores) + f" | one-class AUROC ({scores[0]}, mean) |",
              "| --- " * (5 + len(scores)) + "|"]
-    for model, row in results["models"].items():
-        mean = row.get("one_class_mean")
-        lines.append(f"| {model} | {row['parameters']:,} | {row['seconds_per_epoch']:.1f} | "
-                     f"{row['clean_mse']:.4f} | " + " | ".join(f"{row['mnist_c_auroc'][s]:.4f}" for s in scores)
-                     + f" | {'-' if mean is None else f'{mean:.4f}'} |")
+    for model, row in rows.items():
+        parameters = row["parameters"]["mean"] if isinstance(row["parameters"], dict) else row["parameters"]
+        lines.append(f"| {model} | {parameters:,.0f} | {figure(row['seconds_per_epoch'], 1)} | "
+                     f"{figure(row['clean_mse'], 4)} | "
+                     + " | ".join(figure(row["mnist_c_auroc"][s], 4) for s in scores)
+                     + f" | {figure(row.get('one_class_mean'), 4)} |")
     if p["digits"]:
         lines += ["", "| model | " + " | ".join(str(d) for d in p["digits"]) + " | mean |",
                   "| --- " * (len(p["digits"]) + 2) + "|"]
-        for model, row in results["models"].items():
-            lines.append(f"| {model} | " + " | ".join(f"{row['one_class_auroc'][d]:.3f}" for d in p["digits"])
-                         + f" | {row['one_class_mean']:.3f} |")
+        for model, row in rows.items():
+            lines.append(f"| {model} | " + " | ".join(figure(row["one_class_auroc"][d], 3) for d in p["digits"])
+                         + f" | {figure(row['one_class_mean'], 3)} |")
     return "\n".join(lines)
 
 
@@ -237,8 +362,14 @@ def _category_folders(config: MvtecBenchmarkConfig) -> list[Path]:
 
 def mvtec_benchmark(config: MvtecBenchmarkConfig, echo: Echo = print) -> dict:
     """One model per category and model kind: train on train/good, score the test set; image
-    AUROC, pixel AUROC, AUPRO, the confusion at the threshold and the training time per row.
-    ``echo`` gets each row as it finishes (the first with a header)."""
+    AUROC, pixel AUROC, AUPRO, the confusion at the threshold and the training time per row, per
+    seed and as mean +- std (``over_seeds``). ``echo`` gets each row as it finishes (the first
+    with a header)."""
+    return over_seeds(config, _mvtec_once, "runs", echo, format_mvtec_summary)
+
+
+def _mvtec_once(config: MvtecBenchmarkConfig, echo: Echo) -> dict:
+    """Every category and model for one seed."""
     from gonomaly.data.mvtec import load_category
 
     start = time.perf_counter()
@@ -264,7 +395,8 @@ def mvtec_benchmark(config: MvtecBenchmarkConfig, echo: Echo = print) -> dict:
                 metrics = _mvtec_variant(config, bundle, variant, detector=detector, model=model, row=row)
                 results["runs"].append(metrics)
                 echo(format_mvtec_row(metrics, header=len(results["runs"]) == 1))
-    return finish(results, config, start)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    return results
 
 
 def _mvtec_variant(config: MvtecBenchmarkConfig, bundle, variant: Mapping, *, detector, model: str,
@@ -285,16 +417,23 @@ def _mvtec_variant(config: MvtecBenchmarkConfig, bundle, variant: Mapping, *, de
 
 
 def format_mvtec_row(m: dict, header: bool = False) -> str:
-    def fmt(v):
-        return "-" if v is None else f"{v:.3f}"
-
+    """One row of the table: one seed's metrics, or their mean +- std (wider than the header)."""
     c = m["confusion"]
-    row = (f"{m['category']:<12}{m['model']:<6}{m['error_map'] + '/' + format(m['sigma'], 'g') + '/' + m['score']:<15}"
-           f"{fmt(m['image_auroc']):>8}{fmt(m.get('pixel_auroc')):>8}"
-           f"{fmt(m.get('aupro')):>8}{c['tn']:>5}{c['fp']:>5}{c['fn']:>5}{c['tp']:>5}{m['train_seconds']:>9.1f}")
+    variant = f"{m['error_map']}/{mean_of(m['sigma']):g}/{m['score']}"
+    row = (f"{m['category']:<12}{m['model']:<6}{variant:<15}"
+           f"{figure(m['image_auroc'], 3):>8}{figure(m.get('pixel_auroc'), 3):>8}"
+           f"{figure(m.get('aupro'), 3):>8}" + "".join(f"{figure(c[k], 0):>5}" for k in ("tn", "fp", "fn", "tp"))
+           + f"{mean_of(m['train_seconds']):>9.1f}")
     head = (f"{'category':<12}{'model':<6}{'map/sigma/score':<15}{'img AUC':>8}{'pix AUC':>8}{'AUPRO':>8}"
             f"{'tn':>5}{'fp':>5}{'fn':>5}{'tp':>5}{'train s':>9}")
     return f"{head}\n{row}" if header else row
+
+
+def format_mvtec_summary(results: dict) -> str:
+    """Every row's mean +- std over the seeds."""
+    seeds = ",".join(str(s) for s in results["protocol"]["seeds"])
+    return "\n".join([f"\n== mean +- std over seeds {seeds}"]
+                     + [format_mvtec_row(m, header=i == 0) for i, m in enumerate(results["summary"])])
 
 
 def _mvtec_figure(detector, bundle, path: Path, per_group: int = 2) -> Path:

@@ -343,6 +343,21 @@ def benchmark():
     """End-to-end benchmarks on real data."""
 
 
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise GonomalyError(f"--seeds {text}: integers such as 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise GonomalyError(f"--seeds {text}: one or more different integers such as 0,1,2")
+    return seeds
+
+
+seeds_option = click.option("--seeds", default=None,
+                            help="Comma-separated seeds: run the whole benchmark once per seed and "
+                                 "report mean +- std [default: --seed].")
 epochs_batch_options = [
     click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True),
     click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
@@ -355,8 +370,8 @@ epochs_batch_options = [
 @click.option("--scores", default="mse,fused", show_default=True, help="Comma-separated: mse, fused.")
 @click.option("--data", "data", default="mnist-c", show_default=True,
               help="The protocol's SPEC (the MNIST-C protocol's 14 corruptions, 2,000 test digits).")
-@options(json_option, seed_option, data_dir_option)
-def benchmark_mnist_c(epochs, batch_size, models, scores, data, json_path, seed, data_dir):
+@options(json_option, seed_option, seeds_option, data_dir_option)
+def benchmark_mnist_c(epochs, batch_size, models, scores, data, json_path, seed, seeds, data_dir):
     """The MNIST-C protocol for each model and score: per corruption n, flagged, AUROC;
     pooled confusion, AUROC, AUPR; times."""
     from gonomaly.bench import MnistCBenchmarkConfig, mnist_c_benchmark
@@ -364,7 +379,7 @@ def benchmark_mnist_c(epochs, batch_size, models, scores, data, json_path, seed,
     config = MnistCBenchmarkConfig(
         models=_choices(models, MODEL_NAMES, "--models"), scores=_choices(scores, ("mse", "fused"), "--scores"),
         detector=workflow.DetectorConfig(epochs=epochs, batch_size=batch_size, seed=seed), data=data,
-        data_dir=data_dir, json_path=json_path, progress=_progress())
+        data_dir=data_dir, json_path=json_path, progress=_progress(), seeds=_seeds(seeds))
     mnist_c_benchmark(config, echo=click.echo)
 
 
@@ -383,9 +398,9 @@ def benchmark_mnist_c(epochs, batch_size, models, scores, data, json_path, seed,
               help="One-class: the first N test digits.")
 @click.option("--digits", default="0,1,2,3,4,5,6,7,8,9", show_default=True,
               help="One-class: the normal digits to run ('' for none).")
-@options(json_option, seed_option, data_dir_option)
+@options(json_option, seed_option, seeds_option, data_dir_option)
 def benchmark_models(models, epochs, batch_size, scores, n_train, n_test, one_class_n_train,
-                     one_class_n_test, digits, json_path, seed, data_dir):
+                     one_class_n_test, digits, json_path, seed, seeds, data_dir):
     """Every model side by side: parameters, training time per epoch, reconstruction MSE of
     clean test digits, MNIST-C AUROC and one-class MNIST AUROC per digit."""
     from gonomaly.bench import ModelsBenchmarkConfig, models_benchmark
@@ -395,7 +410,7 @@ def benchmark_models(models, epochs, batch_size, scores, n_train, n_test, one_cl
         n_train=n_train, n_test=n_test, one_class_n_train=one_class_n_train,
         one_class_n_test=one_class_n_test, digits=_digits(digits),
         detector=workflow.DetectorConfig(epochs=epochs, batch_size=batch_size, seed=seed),
-        data_dir=data_dir, json_path=json_path, progress=_progress())
+        data_dir=data_dir, json_path=json_path, progress=_progress(), seeds=_seeds(seeds))
     models_benchmark(config, echo=click.echo)
 
 
@@ -413,8 +428,8 @@ def benchmark_models(models, epochs, batch_size, scores, n_train, n_test, one_cl
 @click.option("--variants", default=None,
               help="Score each trained network several ways: comma-separated MAP/SIGMA/SCORE, e.g. "
                    "l2/0/mse,ssim/4/topk [default: --error-map/--sigma/--score].")
-@options(*image_options, seed_option)
-def benchmark_mvtec(root, categories, models, json_path, variants, image_size, **settings):
+@options(*image_options, seed_option, seeds_option)
+def benchmark_mvtec(root, categories, models, json_path, variants, image_size, seeds, **settings):
     """One model per MVTec AD category: image AUROC, pixel AUROC, AUPRO, the confusion at the
     threshold and the training time per category and model."""
     from gonomaly.bench import MvtecBenchmarkConfig, mvtec_benchmark
@@ -424,7 +439,7 @@ def benchmark_mvtec(root, categories, models, json_path, variants, image_size, *
         image_size=image_size or 64, models=_choices(models, MODEL_NAMES, "--models"),
         detector=workflow.DetectorConfig(**settings), variants=_variants(variants),
         figures=json_path.parent if json_path is not None else None, json_path=json_path,
-        progress=_progress())
+        progress=_progress(), seeds=_seeds(seeds))
     mvtec_benchmark(config, echo=click.echo)
 
 

@@ -148,8 +148,11 @@ def test_benchmark_mnist_c_smoke(tmp_path, capsys):
                                 "--json", str(json_path))
     assert code == 0, err
     result = json.loads(json_path.read_text())
-    assert [r["score"] for r in result["runs"]] == ["mse", "fused"]
-    assert result["runs"][0]["groups"]["stripe"]["n"] == 30 and "pooled" in stdout
+    assert result["protocol"]["seeds"] == [0] and list(result["per_seed"]) == ["0"]
+    runs = result["per_seed"]["0"]["runs"]
+    assert [r["score"] for r in runs] == ["mse", "fused"]
+    assert runs[0]["groups"]["stripe"]["n"] == 30 and "pooled" in stdout
+    assert "mean +- std" not in stdout  # one seed: no summary table
     code, _, err = run_cli(capsys, "benchmark", "mnist-c", "--models", "vit")
     assert code == 1 and "--models: unknown vit" in err
 

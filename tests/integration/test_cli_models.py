@@ -33,7 +33,7 @@ def test_benchmark_models_smoke(tmp_path, capsys):
                                 "--digits", "0,1", "--json", str(json_path))
     assert code == 0, err
     result = json.loads(json_path.read_text())
-    vae, cae = result["models"]["vae"], result["models"]["cae"]
+    vae, cae = result["per_seed"]["0"]["models"]["vae"], result["per_seed"]["0"]["models"]["cae"]
     assert 850_000 < vae["parameters"] < 880_000  # sized like the variational GON (857,257)
     assert set(vae["one_class_auroc"]) == {"0", "1"}
     for row in (vae, cae):

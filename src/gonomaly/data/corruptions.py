@@ -4,12 +4,17 @@ Every corruption is a function ``name(image, rng) -> image`` that maps one uint8
 to another, drawing any randomness from the ``numpy.random.Generator`` it is given. Internally
 images are floats in [0, 1] (``x = image / 255``); results are rounded and clipped back to uint8.
 
-The definitions follow the MNIST-C paper (Mu & Gilmer, 2019) and its reference code at the
-severities MNIST-C used. Where the reference code differs from a plain reading of the
-definition, the reference behaviour is kept, and said so here:
+The definitions follow the MNIST-C paper (Mu & Gilmer, 2019) and the published generator that
+produced the MNIST-C files (github.com/google-research/mnist-c, ``corruptions.py``) at the
+severities MNIST-C used. Where that code differs from a plain reading of the definition, its
+behaviour is kept, and said so here:
 
-* ``glass_blur``: each visited pixel is swapped only with probability 1/2 (a coin flip before
-  drawing the offsets), as in the reference loop.
+* ``glass_blur``: both blurs run along the first (row) axis only, sigma ``(0.7, 0)``: the
+  generator calls ``skimage.filters.gaussian(x, 0.7, multichannel=True)`` on a 2-D image, and
+  the scikit-image of the time then took the last axis for a channel axis and did not blur
+  along it. The first blur is converted to uint8 by truncation (``np.uint8(x * 255)``), so the
+  swaps move uint8 values and the second blur starts from them. Each visited pixel is swapped
+  only with probability 1/2 (a coin flip before drawing the offsets), as in the reference loop.
 * ``motion_blur``: ImageMagick's kernel has ``2 * radius + 1`` taps (offsets 0..20, not 0..10);
   the taps past offset 10 carry 0.04 % of the weight.
 * ``shear``: the shear matrix of scikit-image before 0.21, ``[[1, -sin s], [0, cos s]]``, which
@@ -22,7 +27,13 @@ definition, the reference behaviour is kept, and said so here:
 * ``dotted_line`` / ``zigzag``: the soft line profile uses the vertical distance from the line
   (as the reference ``line_from_points``) and covers the columns ``floor(c0) .. ceil(c1) - 1``;
   the dashes of the dotted line are 2-column blocks (columns 0-1 off, 2-3 on, 4-5 off, ...).
-  The zigzag's last vertex continues the triangle wave to the end of the baseline.
+  The random rows are drawn with the reference's exclusive upper bounds: rows 0..26 (never 27),
+  and the zigzag's end row is its start row -5 .. +4.
+* ``zigzag``: its vertices are the reference's: the triangle-wave vertices at baseline
+  distances ``a, 3a, 5a, ...`` (alternately +b and -b) up to ``length - a``, then a last vertex
+  at the end of the baseline (distance ``length``) whose offset is the previous vertex's offset
+  divided by ``2 * (length - 2a * floor(length / 2a))``, not the triangle wave's value there. So
+  the zigzag spans columns 2 to 25 and its last segment (columns 23-25) flattens out.
 """
 
 from __future__ import annotations
@@ -160,29 +171,52 @@ def impulse_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _to_uint8(x)
 
 
-_GLASS_SIGMA = 0.7
+GLASS_SIGMA = 0.7
 _GLASS_PASSES = 2
 _GLASS_VISIT = np.arange(SIZE - 1, 1, -1)  # 27 down to 2
 _GLASS_POS = (_GLASS_VISIT[:, None] * SIZE + _GLASS_VISIT[None, :]).ravel()
 
 
-def glass_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Blur (sigma 0.7), two passes of local pixel swaps, blur again.
+def vertical_blur(x: np.ndarray, sigma: float = GLASS_SIGMA) -> np.ndarray:
+    """Gaussian blur of a float image along its first (row) axis only: glass_blur's blur.
+
+    This is what the published generator's ``gaussian(x, sigma, multichannel=True)`` did to a
+    2-D image (sigma ``(sigma, 0)``), with scikit-image's edge ('nearest') padding and a
+    truncation at 4 sigma.
+    """
+    return ndimage.gaussian_filter1d(x, sigma, axis=0, mode="nearest", truncate=4.0)
+
+
+def glass_blur_first_step(image: np.ndarray) -> np.ndarray:
+    """glass_blur's first step: the vertical blur of a uint8 image, truncated back to uint8.
+
+    The truncation (not rounding) is the published generator's ``np.uint8(x * 255)``.
+    """
+    x = vertical_blur(_to_float(image))
+    return np.clip(x * 255.0, 0.0, 255.0).astype(np.uint8)  # the cast truncates
+
+
+def glass_shuffle(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """glass_blur's local shuffle: a copy of ``pixels`` (28, 28) after two passes of swaps.
 
     Each pass visits rows and then columns from 27 down to 2; at each visited pixel a coin flip
     decides whether to swap it with its neighbour at (dy, dx), each drawn from {-1, 0}.
     """
-    x = _gaussian(_to_float(image), _GLASS_SIGMA)
     draws = rng.integers(0, 2, size=(_GLASS_PASSES, _GLASS_POS.size, 3))
     swap = draws[..., 0].astype(bool)
-    partner = _GLASS_POS[None, :] - draws[..., 1] * SIZE - draws[..., 2]
+    partner = _GLASS_POS[None, :] - draws[..., 2] * SIZE - draws[..., 1]  # draws: coin, -dx, -dy
     sources = np.broadcast_to(_GLASS_POS, swap.shape)[swap].tolist()
     targets = partner[swap].tolist()
-    values = x.ravel().tolist()
+    values = pixels.ravel().tolist()
     for a, b in zip(sources, targets):  # sequential: later swaps see earlier ones
         values[a], values[b] = values[b], values[a]
-    x = np.asarray(values).reshape(SIZE, SIZE)
-    return _to_uint8(np.clip(_gaussian(x, _GLASS_SIGMA), 0.0, 1.0))
+    return np.asarray(values, dtype=pixels.dtype).reshape(SIZE, SIZE)
+
+
+def glass_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Vertical blur (sigma 0.7) truncated to uint8, local pixel swaps, vertical blur again."""
+    shuffled = glass_shuffle(glass_blur_first_step(image), rng)
+    return _to_uint8(np.clip(vertical_blur(_to_float(shuffled)), 0.0, 1.0))
 
 
 _MOTION_RADIUS = 10
@@ -282,11 +316,18 @@ def spatter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 _DASH_OFF = (np.arange(SIZE) // 2) % 2 == 0  # columns 0-1, 4-5, ... are gaps
+_LAST_ROW = SIZE - 2  # 26: the reference draws rows with randint(0, 27), whose end is exclusive
+
+
+def dotted_line_rows(rng: np.random.Generator) -> tuple[int, int]:
+    """The dotted line's rows at column 0 and column 27, each in 0..26."""
+    r0, r1 = rng.integers(0, _LAST_ROW + 1, size=2).tolist()
+    return r0, r1
 
 
 def dotted_line(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A dashed soft line from (column 0, random row) to (column 27, random row), added."""
-    r0, r1 = rng.integers(0, SIZE, size=2)
+    r0, r1 = dotted_line_rows(rng)
     line = _soft_lines(0, r0, SIZE - 1, r1)[0]
     line[:, _DASH_OFF] = 0.0
     return _to_uint8(np.clip(_to_float(image) + line, 0.0, 1.0))
@@ -294,31 +335,45 @@ def dotted_line(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 _ZIGZAG_HALF = 2.0  # a: baseline distance from a crossing to the next vertex
 _ZIGZAG_AMPLITUDE = 2.0  # b: perpendicular distance of a vertex from the baseline
+_ZIGZAG_COLUMNS = (2.0, 25.0)  # the baseline's first and last column
 
 
-def _triangle_wave(t: np.ndarray) -> np.ndarray:
-    """0 at t=0, +b at t=a, -b at t=3a, period 4a, linear in between."""
+def zigzag_rows(rng: np.random.Generator) -> tuple[int, int]:
+    """The zigzag baseline's start row (0..26) and end row (start row -5 .. +4)."""
+    start = int(rng.integers(0, _LAST_ROW + 1))
+    return start, start + int(rng.integers(-5, 5))  # the reference's randint(-5, 5)
+
+
+def zigzag_vertices(r_start: float, r_end: float) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, rows) of the zigzag's vertices on the baseline from column 2 to column 25.
+
+    Along the baseline (length L), the vertices lie at distances ``0, a, 3a, 5a, ...`` up to
+    L, at offsets ``0, +b, -b, +b, ...``; then the reference adds one at distance L,
+    offset ``previous offset / (2 * (L - 2a * floor(L / 2a)))`` (unless L is a multiple of 2a).
+    """
     a, b = _ZIGZAG_HALF, _ZIGZAG_AMPLITUDE
-    phase = np.mod(t + a, 4 * a)  # 0 at the trough before t = 0
-    return b * (1.0 - np.abs(phase - 2 * a) / a)
+    c_start, c_end = _ZIGZAG_COLUMNS
+    theta = np.arctan((r_end - r_start) / (c_end - c_start))
+    length = (c_end - c_start) / np.cos(theta)
+    i = np.arange(int((length - a) // (2 * a)) + 1)
+    along = np.concatenate([[0.0], (2 * i + 1) * a])
+    offset = np.concatenate([[0.0], b * (-1.0) ** i])
+    whole_periods = 2 * a * (length // (2 * a))
+    if length != whole_periods:
+        along = np.append(along, length)
+        offset = np.append(offset, offset[-1] / (2 * (length - whole_periods)))
+    cols = c_start + along * np.cos(theta) - offset * np.sin(theta)
+    rows = r_start + along * np.sin(theta) + offset * np.cos(theta)
+    return cols, rows
 
 
 def zigzag(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A soft zigzag from column 2 to 25 (vertices every 2a = 4 px, amplitude 2 px), added.
 
-    The baseline starts at a random row and rises or falls by up to 5 rows over its length;
-    the zigzag is drawn on that baseline.
+    The baseline starts at a random row and falls by up to 5 rows or rises by up to 4 over its
+    length (``zigzag_rows``); the zigzag is drawn on that baseline (``zigzag_vertices``).
     """
-    c_start, c_end = 2.0, 25.0
-    r_start = float(rng.integers(0, SIZE))
-    r_end = r_start + float(rng.integers(-5, 6))
-    theta = np.arctan((r_end - r_start) / (c_end - c_start))
-    length = (c_end - c_start) / np.cos(theta)
-    vertices = np.arange(_ZIGZAG_HALF, length, 2 * _ZIGZAG_HALF)
-    t = np.concatenate([[0.0], vertices, [length]])
-    w = _triangle_wave(t)
-    cols = c_start + t * np.cos(theta) - w * np.sin(theta)
-    rows = r_start + t * np.sin(theta) + w * np.cos(theta)
+    cols, rows = zigzag_vertices(*zigzag_rows(rng))
     lines = _soft_lines(cols[:-1], rows[:-1], cols[1:], rows[1:]).sum(axis=0)
     return _to_uint8(np.clip(_to_float(image) + lines, 0.0, 1.0))
 
@@ -354,7 +409,7 @@ CORRUPTIONS: dict[str, Corruption] = {
 
 # The 15 MNIST-C corruptions (anomalies); identity is the unchanged reference.
 ALL_CORRUPTIONS: tuple[str, ...] = tuple(name for name in CORRUPTIONS if name != IDENTITY)
-# The seed protocol's 14: all but canny_edges.
+# The MNIST-C protocol's 14 corruptions: all but canny_edges.
 SEED_CORRUPTIONS: tuple[str, ...] = tuple(n for n in ALL_CORRUPTIONS if n != "canny_edges")
 
 _INDEX = {name: i for i, name in enumerate(CORRUPTIONS)}

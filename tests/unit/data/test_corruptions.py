@@ -8,6 +8,7 @@ from scipy import ndimage
 from skimage import feature
 
 from gonomaly.data import corruptions as C
+from gonomaly.data import load_data
 from gonomaly.data.corruptions import (
     ALL_CORRUPTIONS,
     CORRUPTIONS,
@@ -21,6 +22,16 @@ SEED = 0
 # Corruptions that draw nothing from the generator.
 DETERMINISTIC = {"identity", "scale", "brightness", "stripe", "canny_edges"}
 RANDOM = [name for name in CORRUPTIONS if name not in DETERMINISTIC]
+N_DIGITS = 50
+
+
+@pytest.fixture(scope="module")
+def mnist_digits() -> np.ndarray:
+    """The first 50 real MNIST test digits, uint8 (50, 28, 28)."""
+    images = load_data(f"mnist:n_train=1,n_test={N_DIGITS}").test.images[:, 0]
+    digits = np.rint(images * 255).astype(np.uint8)
+    digits.setflags(write=False)
+    return digits
 
 
 def _centre_of_mass(images: np.ndarray) -> np.ndarray:
@@ -170,19 +181,65 @@ def test_impulse_noise_flips_17_percent_to_salt_or_pepper(mnist_digits):
     assert abs(np.mean(out[mnist_digits == 255] == 0) - 0.085) < 0.03
 
 
+def _vertical_blur(x: np.ndarray) -> np.ndarray:
+    """The published glass_blur's blur of (N, 28, 28) floats: sigma 0.7 down the columns only."""
+    return ndimage.gaussian_filter(x, (0, 0.7, 0), mode="nearest", truncate=4.0)
+
+
 def test_glass_blur_shuffles_a_blur_and_keeps_the_ink(mnist_digits):
     out = corrupt(mnist_digits, "glass_blur", SEED)
     # Blurring and swapping move ink but do not create or destroy it.
     np.testing.assert_allclose(_ink(out), _ink(mnist_digits), rtol=0.01)
     # It is not just the two Gaussian blurs: the swaps changed it.
-    x = mnist_digits / 255.0
-    blur = ndimage.gaussian_filter
-    plain = blur(blur(x, (0, 0.7, 0.7), mode="nearest"), (0, 0.7, 0.7), mode="nearest")
-    plain = np.rint(plain * 255)
+    first = np.floor(_vertical_blur(mnist_digits / 255.0) * 255)
+    plain = np.rint(_vertical_blur(first / 255.0) * 255)
     differs = np.abs(out - plain).max(axis=(1, 2))
     assert np.all(differs > 20)
-    # And it is blurred: the saturated stroke pixels are (almost) all gone.
-    assert (out >= 250).sum() < 0.01 * (mnist_digits >= 250).sum()
+    # And it is blurred: most saturated stroke pixels are gone (a blur along one axis keeps
+    # about 6 % of them; a blur along both kept under 1 %).
+    assert (out >= 250).sum() < 0.1 * (mnist_digits >= 250).sum()
+
+
+def test_glass_blur_first_step_blurs_along_the_first_axis_only():
+    image = np.zeros((28, 28), np.uint8)
+    image[14, 14] = 255
+    out = C.glass_blur_first_step(image)
+    assert out.dtype == np.uint8
+    # The bright pixel spreads up and down its column (sigma 0.7: 2 rows each way keep ink) ...
+    column = out[:, 14].astype(np.int64)
+    assert np.flatnonzero(column).tolist() == [12, 13, 14, 15, 16]
+    assert 100 < column[14] < 255 and column[13] == column[15] > 20
+    # ... and not sideways: every other column stays black.
+    assert not np.delete(out, 14, axis=1).any()
+
+
+def test_glass_blur_first_step_truncates_to_uint8(mnist_digits):
+    out = np.stack([C.glass_blur_first_step(image) for image in mnist_digits])
+    assert out.dtype == np.uint8
+    blurred = _vertical_blur(mnist_digits / 255.0) * 255
+    # np.uint8(x * 255) as the published generator: truncation, which rounding would not match.
+    np.testing.assert_array_equal(out, np.floor(blurred))
+    assert np.any(out != np.rint(blurred))
+
+
+def test_glass_blur_swaps_the_uint8_values_then_blurs(mnist_digits):
+    for image in mnist_digits[:10]:
+        first = C.glass_blur_first_step(image)
+        shuffled = C.glass_shuffle(first, C.image_rng(image, "glass_blur", SEED))
+        # The swaps permute the uint8 pixels of the first step.
+        assert shuffled.dtype == np.uint8
+        np.testing.assert_array_equal(np.sort(shuffled, axis=None), np.sort(first, axis=None))
+        assert np.any(shuffled != first)
+        # The second blur starts from those uint8 values.
+        expected = np.rint(np.clip(_vertical_blur(shuffled[None] / 255.0)[0], 0, 1) * 255)
+        out = C.glass_blur(image, C.image_rng(image, "glass_blur", SEED))
+        np.testing.assert_array_equal(out, expected)
+    # Without the conversion between the steps the result would differ.
+    image = mnist_digits[0]
+    smooth = _vertical_blur(mnist_digits[:1] / 255.0)[0]
+    unconverted = C.glass_shuffle(smooth, C.image_rng(image, "glass_blur", SEED))
+    unconverted = np.rint(np.clip(_vertical_blur(unconverted[None])[0], 0, 1) * 255)
+    assert np.any(C.glass_blur(image, C.image_rng(image, "glass_blur", SEED)) != unconverted)
 
 
 def test_motion_blur_smears_along_one_direction_within_45_degrees(mnist_digits):
@@ -261,9 +318,9 @@ def test_translate_moves_by_3_px_in_x_and_y(mnist_digits):
     out = corrupt(mnist_digits, "translate", SEED)
     # Digits with at least 3 empty rows and columns at every border are not clipped.
     margin = np.array([
-        image[:3].any() == image[-3:].any() == image[:, :3].any() == image[:, -3:].any() == False
+        not (image[:3].any() or image[-3:].any() or image[:, :3].any() or image[:, -3:].any())
         for image in mnist_digits
-    ])  # fmt: skip
+    ])
     assert margin.sum() >= 25
     shift = _centre_of_mass(out[margin]) - _centre_of_mass(mnist_digits[margin])
     assert np.all(np.abs(np.abs(shift) - 3) < 0.5), shift
@@ -366,6 +423,58 @@ def test_zigzag_adds_a_zigzag(mnist_digits):
         turns.append(int(np.sum(np.diff(direction) != 0)))
     # Vertices every 4 px over 23 px: about 5 changes of direction; a line would have 0.
     assert np.median(turns) >= 4, turns
+
+
+BLANK = np.zeros((1, 28, 28), np.uint8)
+MANY_SEEDS = range(1000)
+
+
+def test_zigzag_covers_columns_2_to_25():
+    drawn = np.stack([corrupt(BLANK, "zigzag", seed)[0] for seed in MANY_SEEDS]) > 0
+    columns = drawn.any(axis=1)  # (seeds, 28): the columns each zigzag reaches
+    assert np.all(columns[:, 2]) and not columns[:, :2].any() and not columns[:, 26:].any()
+    # A zigzag that stays inside the image (start row 7..20) is drawn in every column from 2 to
+    # its far end: column 25 when the baseline rises, 24 when it is level or falls.
+    rows = np.array([C.zigzag_rows(C.image_rng(BLANK[0], "zigzag", seed)) for seed in MANY_SEEDS])
+    inside = (rows[:, 0] >= 7) & (rows[:, 0] <= 20)
+    assert inside.sum() > 400
+    last = 27 - np.argmax(columns[:, ::-1], axis=1)
+    np.testing.assert_array_equal(last[inside], np.where(rows[inside, 1] > rows[inside, 0], 25, 24))
+    assert all(columns[k, 2 : last[k] + 1].all() for k in np.flatnonzero(inside))
+
+
+def test_zigzag_vertices_end_as_the_published_generator():
+    # A level baseline (row 10, length 23): vertices at 2, 6, ..., 22 alternating +-2 rows; the
+    # last one, at column 25, is offset by the previous offset / (2 * (23 - 20)) = -2 / 6.
+    cols, rows = C.zigzag_vertices(10, 10)
+    np.testing.assert_allclose(cols, [2, 4, 8, 12, 16, 20, 24, 25])
+    np.testing.assert_allclose(rows, [10, 12, 8, 12, 8, 12, 8, 10 - 1 / 3])
+    # A tilted baseline ends at column 25 along it, the same small offset across it.
+    cols, rows = C.zigzag_vertices(3, 7)
+    length = np.hypot(23, 4)
+    offset = -2 / (2 * (length - 20))
+    np.testing.assert_allclose(cols[-1], 2 + 23 - offset * 4 / length)
+    np.testing.assert_allclose(rows[-1], 7 + offset * 23 / length)
+
+
+def test_zigzag_starts_at_its_drawn_row():
+    for seed in range(50):
+        start, _ = C.zigzag_rows(C.image_rng(BLANK[0], "zigzag", seed))
+        out = corrupt(BLANK, "zigzag", seed)[0]
+        assert out[start, 2] == 255 and np.argmax(out[:, 2]) == start
+
+
+def test_random_rows_stop_at_26_and_the_zigzag_offset_at_plus_4():
+    rngs = [np.random.default_rng(seed) for seed in range(2000)]
+    line_rows = np.array([C.dotted_line_rows(rng) for rng in rngs])
+    assert line_rows.min() == 0 and line_rows.max() == 26
+    zigzag_rows = np.array([C.zigzag_rows(rng) for rng in rngs])
+    assert zigzag_rows[:, 0].min() == 0 and zigzag_rows[:, 0].max() == 26
+    offsets = zigzag_rows[:, 1] - zigzag_rows[:, 0]
+    assert set(offsets.tolist()) == set(range(-5, 5))
+    # Seen in the images: a dotted line's brightest row in column 2 is never the last row.
+    brightest = [np.argmax(corrupt(BLANK, "dotted_line", seed)[0, :, 2]) for seed in MANY_SEEDS]
+    assert max(brightest) == 26
 
 
 def test_canny_edges_are_binary_outlines(mnist_digits):
