@@ -22,13 +22,13 @@ from tqdm.auto import tqdm
 
 from gonomaly import distributed, saved
 from gonomaly.augment import parse_augment
+from gonomaly.calibration import FitData, choose_scoring, split_fit_data
 from gonomaly.checkpoint import Checkpointer, refuse_checkpoint, remove_checkpoint
 from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
 from gonomaly.lock import RunLock
 from gonomaly.models import CAE, VAE, ConvGON, ImplicitGON, VariationalGON
 from gonomaly.params import RUNTIME, Estimator, integer, number, one_of, optional, parsed
-from gonomaly.calibration import FitData, choose_scoring, split_fit_data
 from gonomaly.scores import AUTO_SCORE, ERROR_MAPS, SCORING_PARAMS, score_names, scorer_class
 from gonomaly.scores.features import LatentGaussian
 from gonomaly.scores.graph import ScoringGraph

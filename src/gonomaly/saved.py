@@ -26,6 +26,7 @@ from safetensors.numpy import save as save_numpy
 from safetensors.torch import save as save_torch
 
 from gonomaly import __version__
+from gonomaly.calibration import ChosenScoring
 from gonomaly.checkpoint import PROGRESS_FILE, RESUME_DIR, load_checkpoint
 from gonomaly.errors import GonomalyError
 from gonomaly.integrity import (
@@ -37,7 +38,6 @@ from gonomaly.integrity import (
     sha256_bytes,
 )
 from gonomaly.io import json_bytes
-from gonomaly.calibration import ChosenScoring
 from gonomaly.params import Check, declared
 from gonomaly.scores import AUTO_SCORE, SCORERS, SCORING_PARAMS, scorer_class
 from gonomaly.scores.features import LatentGaussian

@@ -19,4 +19,5 @@ from gonomaly.scores.maps import ERROR_MAPS
 
 MAP_SCORES = tuple(name for name, cls in SCORERS.items() if cls.reads_smoothed_map)
 
-__all__ = ["AUTO_SCORE", "ERROR_MAPS", "MAP_SCORES", "SCORERS", "SCORING_PARAMS", "score_names", "ScoreInputs", "Scorer", "register", "scorer_class"]
+__all__ = ["AUTO_SCORE", "ERROR_MAPS", "MAP_SCORES", "SCORERS", "SCORING_PARAMS", "score_names",
+            "ScoreInputs", "Scorer", "register", "scorer_class"]

@@ -101,12 +101,13 @@ def train_run(config: TrainConfig):
                 checkpoint_metadata={"data": {"spec": config.data, "data_dir": data_dir},
                                      "checkpoint": {"every": config.checkpoint_every,
                                                     "minutes": config.checkpoint_minutes}})
-        bundle = load_data(config.data, config.data_dir, seed=config.detector.seed,
-                           image_size=config.image_size)
+        spec = parse_spec(config.data)
+        bundle = load_data(spec, config.data_dir, seed=config.detector.seed, image_size=config.image_size)
         log.info("training %s on %d images of %s", config.detector.model, len(bundle.train), config.data)
         augment = resolve_augment(config.detector.augment, bundle)
-        detector = make_detector(replace(config.detector, augment=augment), progress=config.progress)
-        detector.fit(bundle.train, **fit_options)
+        detector = make_detector(replace(config.detector, augment=augment), progress=config.progress,
+                                 kind=spec.kind)
+        detector.fit(bundle.train, validation=bundle.val, **fit_options)
         if world.main:
             save_run(detector, config.out, config.data, bundle)
     return detector, bundle
@@ -116,9 +117,10 @@ def save_run(detector, out: Path, data: str, bundle) -> None:
     detector.save(out, metadata={"data": {"spec": data, "source": bundle.source,
                                           **bundle.description}})
     stats = detector.training_stats_
-    log.info("trained in %.1f s (%.0f images/s); threshold %s = %.6g; saved to %s",
-             stats["seconds"], stats["images_per_s"], detector.threshold_rule_,
-             detector.threshold_, out)
+    log.info("trained %d steps in %.1f s (%.0f images/s); threshold %s = %.6g on %d validation "
+             "images (expected false-alarm rate %.3g); saved to %s", stats["steps"], stats["seconds"],
+             stats["images_per_s"], detector.threshold_rule_, detector.threshold_,
+             detector.calibration_.n, detector.calibration_.expected_false_alarm_rate, out)
 
 
 def _dict(value) -> dict:
@@ -174,7 +176,7 @@ def resume(config: ResumeConfig):
         log.info("resuming %s on %d images of %s at epoch %d, step %d (%d steps done)",
                  saved["model"], len(bundle.train), saved["data"], p.epoch + 1, p.step, p.global_step)
         detector = ReconstructionDetector.resume(
-            run_dir, bundle.train, checkpoint_every=checkpoints["every"],
+            run_dir, bundle.train, validation=bundle.val, checkpoint_every=checkpoints["every"],
             checkpoint_minutes=checkpoints["minutes"], progress=config.progress,
             checkpoint_metadata={**metadata, "checkpoint": checkpoints}, device=config.device,
             precision=config.precision)
