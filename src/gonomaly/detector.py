@@ -233,8 +233,8 @@ class ReconstructionDetector(DetectorScoring, Estimator):
                                            checkpoint_every, checkpoint_minutes)
                 if not resume:
                     refuse_checkpoint(checkpoint_dir)
-            run = self._trainer(data).fit(lambda: self.build_model(self.image_shape_), x, checkpoints,
-                                          resume, on_step)
+            run = trainer_for(self, data).fit(lambda: self.build_model(self.image_shape_), x, checkpoints,
+                                              resume, on_step)
         self.model_, self.model_device_, self.loss_history_ = run.model, run.device, run.loss_history
         self.validation_history_ = run.validation.history
         self.training_stats_ = training_stats(self, run, len(x))
@@ -244,14 +244,6 @@ class ReconstructionDetector(DetectorScoring, Estimator):
             self.scoring_choice_ = None  # the choice scores through the trained network as given
             self.scoring_choice_ = choose_scoring(self, data)
         return self.fit_scoring(data.calibration)
-
-    def _trainer(self, data: FitData) -> Trainer:
-        validation = None if data.validation is None else torch.from_numpy(data.validation)
-        return Trainer(epochs=self.epochs, batch_size=self.batch_size, lr=self.effective("lr"),
-                       seed=self.seed, loss=self.loss, augment=self.augment, device=self.device,
-                       precision=self.precision, progress=self.progress, name=self.model_name,
-                       steps=self.steps, validation=validation, eval_every=self.eval_every,
-                       patience=self.patience)
 
     def _resume_config(self, data: FitData, metadata: dict[str, Any] | None) -> dict[str, Any]:
         """What a checkpoint must have been made with to be resumed by this fit."""
@@ -326,6 +318,16 @@ class ReconstructionDetector(DetectorScoring, Estimator):
         (every file against its sha256, every tensor against the configured model, before
         anything is allocated; nothing is ever unpickled)."""
         return load_run(directory, lambda reader: saved.restore(reader, DETECTORS))
+
+
+def trainer_for(detector: ReconstructionDetector, data: FitData) -> Trainer:
+    """The trainer of ``detector``'s hyper-parameters, validating on ``data.validation``."""
+    validation = None if data.validation is None else torch.from_numpy(data.validation)
+    return Trainer(epochs=detector.epochs, batch_size=detector.batch_size, lr=detector.effective("lr"),
+                   seed=detector.seed, loss=detector.loss, augment=detector.augment, device=detector.device,
+                   precision=detector.precision, progress=detector.progress, name=detector.model_name,
+                   steps=detector.steps, validation=validation, eval_every=detector.eval_every,
+                   patience=detector.patience)
 
 
 def training_stats(detector: ReconstructionDetector, run, n_train: int) -> dict[str, Any]:

@@ -117,16 +117,17 @@ def per_sample_loss(model: torch.nn.Module, loss: str, name: str) -> Callable[[t
 
 def validation_loss(model: torch.nn.Module, loss: Callable[[torch.Tensor], torch.Tensor],
                     images: torch.Tensor, batch_size: int, seed: int, device: torch.device) -> float:
-    """The mean per-sample loss of ``images`` (eval mode, no gradient to the weights). Its random
-    draws (the variational models' noise) come from a forked generator seeded by ``seed``: the
-    measurement is repeatable and leaves the training's random stream untouched."""
+    """The mean per-sample loss of ``images`` (eval mode; nothing is back-propagated: the
+    gradient-origin step itself needs autograd, so no ``no_grad``). Its random draws (the
+    variational models' noise) come from a forked generator seeded by ``seed``: the measurement
+    is repeatable and leaves the training's random stream untouched."""
     model.eval()
     total = 0.0
     devices = [device] if device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for start in range(0, len(images), batch_size):
-            total += loss(images[start:start + batch_size].to(device)).double().sum().item()
+            total += loss(images[start:start + batch_size].to(device)).detach().double().sum().item()
     model.train()
     return total / len(images)
 
