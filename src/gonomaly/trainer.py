@@ -275,8 +275,8 @@ class Trainer:
                     checkpoints.config, session.best))
             if stop.requested:
                 raise interrupted(stop.signum, checkpoints and checkpoints.run_dir,
-                                  f"after step {global_step}/{session.total_steps} "
-                                  f"(epoch {epoch + 1}, step {step + 1}/{session.steps_per_epoch})")
+                                  f"after epoch {epoch + 1}/{-(-session.total_steps // session.steps_per_epoch)}, "
+                                  f"step {step + 1}/{session.steps_per_epoch}")
         session.done.epoch, session.done.step, session.done.global_step = epoch + 1, 0, len(history)
 
     def _validate(self, session: _Session, global_step: int, epoch_end: bool) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from gonomaly import distributed
 from gonomaly.data import load_data, parse_spec
 from gonomaly.errors import GonomalyError
-from gonomaly.workflow.config import DetectorConfig, make_detector, resolve_augment
+from gonomaly.workflow.config import DetectorConfig, make_detector, resolve_augment, resolve_defaults
 
 log = logging.getLogger("gonomaly")
 
@@ -88,7 +88,9 @@ def train_run(config: TrainConfig):
     from gonomaly.lock import RunLock
     from gonomaly.thresholds import ThresholdRule
 
-    ThresholdRule.parse(config.detector.threshold)  # fail before loading data, not after training
+    spec = parse_spec(config.data)
+    settings = resolve_defaults(config.detector, spec.kind)
+    ThresholdRule.parse(settings.threshold)  # fail before loading data, not after training
     world = distributed.world()
     with RunLock(config.out) if world.main else contextlib.nullcontext():
         fit_options = {}
@@ -101,12 +103,10 @@ def train_run(config: TrainConfig):
                 checkpoint_metadata={"data": {"spec": config.data, "data_dir": data_dir},
                                      "checkpoint": {"every": config.checkpoint_every,
                                                     "minutes": config.checkpoint_minutes}})
-        spec = parse_spec(config.data)
-        bundle = load_data(spec, config.data_dir, seed=config.detector.seed, image_size=config.image_size)
-        log.info("training %s on %d images of %s", config.detector.model, len(bundle.train), config.data)
-        augment = resolve_augment(config.detector.augment, bundle)
-        detector = make_detector(replace(config.detector, augment=augment), progress=config.progress,
-                                 kind=spec.kind)
+        bundle = load_data(spec, config.data_dir, seed=settings.seed, image_size=config.image_size)
+        log.info("training %s on %d images of %s", settings.model, len(bundle.train), config.data)
+        augment = resolve_augment(settings.augment, bundle)
+        detector = make_detector(replace(settings, augment=augment), progress=config.progress)
         detector.fit(bundle.train, validation=bundle.val, **fit_options)
         if world.main:
             save_run(detector, config.out, config.data, bundle)
