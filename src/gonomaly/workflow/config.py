@@ -25,8 +25,8 @@ MODEL_DEFAULTED = ("latent_dim", "width")
 # see the README for how the figures were chosen (validation only, bottle's training images).
 DIGITS = {"epochs": 2, "batch_size": 128, "score": "fused", "threshold": "fpr:0.05",
           "val_fraction": 0.15}
-IMAGES = {"steps": 700, "batch_size": 32, "width": 32, "score": "auto", "threshold": "fpr:0.05",
-          "val_fraction": 0.15, "eval_every": 50, "patience": 4}
+IMAGES = {"steps": 1000, "batch_size": 32, "width": 32, "score": "auto", "threshold": "fpr:0.05",
+          "val_fraction": 0.15, "eval_every": 50, "patience": 6}
 DIGIT_KINDS = ("mnist", "fashion-mnist", "mnist-c")
 
 
