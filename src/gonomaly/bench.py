@@ -6,9 +6,10 @@ Each takes one config object and returns the results the ``--json`` file holds:
     results = mnist_c_benchmark(MnistCBenchmarkConfig(models=("gon",), scores=("mse", "fused")))
 
 MNIST-C: train on the clean MNIST training digits; test the first 2,000 test digits, clean, against
-the same digits under each of the MNIST-C protocol's 14 corruptions; threshold at mean + 2 std of
-the training scores. Each model is scored by its plain reconstruction error and by the fused score,
-from one trained network. MVTec AD: one model per category, image and pixel metrics.
+the same digits under each of the MNIST-C protocol's 14 corruptions; the threshold (by default
+fpr:0.05) is calibrated on held-out training digits. Each model is scored by its plain
+reconstruction error and by the fused score, from one trained network. MVTec AD: one model per
+category, image and pixel metrics.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from gonomaly.data import load_data
 from gonomaly.detector import DETECTORS
 from gonomaly.errors import GonomalyError
 from gonomaly.evaluation import evaluate
-from gonomaly.workflow.config import DetectorConfig, Echo, make_detector, resolve_augment
+from gonomaly.scores import SCORING_PARAMS
+from gonomaly.workflow.config import DetectorConfig, Echo, make_detector, resolve_augment, resolve_defaults
 
 log = logging.getLogger("gonomaly")
 
@@ -34,11 +36,12 @@ log = logging.getLogger("gonomaly")
 @dataclass(frozen=True, kw_only=True)
 class BenchmarkConfig:
     """What every benchmark shares. ``detector`` holds the epochs, batch size, seed and the other
-    hyper-parameters of every model trained (its ``model`` is replaced by each of ``models``);
+    hyper-parameters of every model trained (its ``model`` is replaced by each of ``models``;
+    unset ones are the defaults for the benchmark's ``data_kind``, as ``train`` has them);
     ``json_path``: also write the results there."""
 
     models: Sequence[str] = ("gon", "cae")
-    detector: DetectorConfig = DetectorConfig(epochs=2)
+    detector: DetectorConfig = DetectorConfig()
     data_dir: Path | None = None
     json_path: Path | None = None
     progress: bool = False
@@ -52,10 +55,16 @@ class BenchmarkConfig:
     def with_seed(self, seed: int) -> BenchmarkConfig:
         """This benchmark for one seed, writing no file (the multi-seed result is written once)."""
         return replace(self, detector=replace(self.detector, seed=seed), seeds=None, json_path=None)
+    data_kind: str = "mnist"
+
+    @property
+    def settings(self) -> DetectorConfig:
+        """The detector settings in use: ``detector`` with the data kind's defaults filled in."""
+        return resolve_defaults(self.detector, self.data_kind)
 
     def detector_of(self, model: str, **changes) -> object:
         """A new detector of ``model`` with this benchmark's hyper-parameters and ``changes``."""
-        return make_detector(replace(self.detector, model=model, **changes), progress=self.progress)
+        return make_detector(replace(self.settings, model=model, **changes), progress=self.progress)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,13 +95,13 @@ class MvtecBenchmarkConfig(BenchmarkConfig):
 
     ``detector.augment="auto"`` takes each category's allowed flips and rotations. ``variants``
     (mappings of ``error_map``, ``sigma``, ``score``) score one trained network several ways, one
-    row each, with the threshold refitted on the training images. ``figures``: a folder for a
+    row each, with the scoring and threshold refitted on the validation images. ``figures``: a folder for a
     figure per category, model and variant."""
 
     root: Path
     categories: Sequence[str] | None = None
     image_size: int = 64
-    detector: DetectorConfig = DetectorConfig(epochs=100, batch_size=32, latent_dim=100)
+    data_kind: str = "mvtec"
     variants: Sequence[Mapping] | None = None
     figures: Path | None = None
 
@@ -183,12 +192,12 @@ def mnist_c_benchmark(config: MnistCBenchmarkConfig, echo: Echo = print) -> dict
 def _mnist_c_once(config: MnistCBenchmarkConfig, echo: Echo) -> dict:
     """The MNIST-C protocol for one seed."""
     start = time.perf_counter()
-    settings = config.detector
+    settings = config.settings
     data = load_data(config.data, config.data_dir, seed=settings.seed)
     results = {"protocol": {"spec": config.data, "source": data.source, "n_train": len(data.train),
-                            "n_test": len(data.test), "epochs": settings.epochs,
+                            "n_test": len(data.test), "epochs": settings.epochs, "steps": settings.steps,
                             "batch_size": settings.batch_size, "seed": settings.seed,
-                            "threshold": settings.threshold},
+                            "threshold": settings.threshold, "val_fraction": settings.val_fraction},
                "runs": []}
     for model in config.models:
         detector = config.detector_of(model)
@@ -235,13 +244,14 @@ def _count(confusion: dict, hit: str, miss: str) -> str:
 
 def score_variants(detector, data, model: str, scores: Sequence[str], train_seconds: float,
                    echo: Echo | None = print) -> list[dict]:
-    """Evaluate one trained network under each score (refitting only the scoring)."""
+    """Evaluate one trained network under each score (refitting only the scoring, on the
+    validation images that ``fit`` calibrated on)."""
     runs = []
     for score in scores:
         variant = copy.copy(detector)
         variant.score = score
         t1 = time.perf_counter()
-        variant.fit_scoring(data.train)
+        variant.fit_scoring()
         metrics = evaluate(variant, data, model_name=model).metrics
         metrics.update(score=score, train_seconds=round(train_seconds, 1),
                        score_seconds=round(time.perf_counter() - t1, 1))
@@ -278,7 +288,7 @@ def models_benchmark(config: ModelsBenchmarkConfig, echo: Echo = print) -> dict:
 def _models_once(config: ModelsBenchmarkConfig, echo: Echo) -> dict:
     """Every model side by side for one seed."""
     start = time.perf_counter()
-    settings = config.detector
+    settings = config.settings
     spec = f"mnist-c:n_test={config.n_test}" + (f",n_train={config.n_train}" if config.n_train else "")
     data = load_data(spec, config.data_dir, seed=settings.seed)
     results = {"protocol": {"mnist_c": spec, "source": data.source, "n_train": len(data.train),
@@ -309,9 +319,14 @@ def _mnist_c_row(config: ModelsBenchmarkConfig, model: str, data) -> dict:
     train_seconds = time.perf_counter() - t0
     runs = score_variants(detector, data, model, config.scores, train_seconds, echo=None)
     return {"parameters": sum(p.numel() for p in detector.model_.parameters()),
-            "seconds_per_epoch": round(train_seconds / config.detector.epochs, 1),
+            "seconds_per_epoch": round(train_seconds / epochs_trained(detector.training_stats_), 1),
             "clean_mse": float(((detector.reconstruct(clean) - clean) ** 2).mean()),
             "mnist_c_auroc": {r["score"]: r["image_auroc"] for r in runs}, "one_class_auroc": {}}
+
+
+def epochs_trained(stats: dict) -> float:
+    """Passes over the training images that a fit's ``training_stats_`` made (fractional)."""
+    return stats["steps"] / -(-stats["n_train"] // stats["global_batch_size"])
 
 
 def _one_class_auroc(config: ModelsBenchmarkConfig, model: str, digit: int) -> float | None:
@@ -374,8 +389,9 @@ def _mvtec_once(config: MvtecBenchmarkConfig, echo: Echo) -> dict:
 
     start = time.perf_counter()
     folders = _category_folders(config)
-    d = config.detector
+    d = config.settings
     results = {"protocol": {"root": str(config.root), "image_size": config.image_size, "epochs": d.epochs,
+                            "steps": d.steps, "patience": d.patience, "val_fraction": d.val_fraction,
                             "batch_size": d.batch_size, "seed": d.seed, "threshold": d.threshold,
                             "augment": d.augment, "latent_dim": d.latent_dim, "score": d.score,
                             "width": d.width, "error_map": d.error_map, "sigma": d.sigma, "top_k": d.top_k,
@@ -407,11 +423,12 @@ def _mvtec_variant(config: MvtecBenchmarkConfig, bundle, variant: Mapping, *, de
     if variant:
         for key, value in variant.items():
             setattr(scored, key, value)
-        scored.fit_scoring(bundle.train)
+        scored.fit_scoring()
     metrics = evaluate(scored, bundle, model_name=model).metrics
-    metrics.update(**row, error_map=scored.error_map, sigma=scored.sigma, top_k=scored.top_k)
+    chosen = {k: scored.effective(k) for k in SCORING_PARAMS}
+    metrics.update(**row, **chosen)
     if config.figures is not None:
-        name = f"mvtec_{row['category']}_{model}_{scored.error_map}_s{scored.sigma:g}_{scored.score}.png"
+        name = f"mvtec_{row['category']}_{model}_{chosen['error_map']}_s{chosen['sigma']:g}_{chosen['score']}.png"
         metrics["figure"] = str(_mvtec_figure(scored, bundle, config.figures / name))
     return metrics
 
@@ -450,4 +467,4 @@ def _mvtec_figure(detector, bundle, path: Path, per_group: int = 2) -> Path:
                                  else images.transpose(0, 2, 3, 1), maps, path, masks=masks,
                                  captions=[str(groups[i]) for i in index],
                                  title=f"{bundle.description['category']}: {detector.model_name}, "
-                                       f"score {detector.score}, map {detector.error_map}")
+                                       f"score {detector.effective('score')}, map {detector.effective('error_map')}")

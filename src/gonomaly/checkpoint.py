@@ -8,7 +8,9 @@ A run folder ``RUN_DIR`` holds, while a training is unfinished, ``RUN_DIR/resume
   state *before* the current epoch's ``torch.randperm``, so that a resumed run recomputes the same
   permutation and skips the batches already done);
 - ``progress.json``: epoch, step within the epoch, global step, elapsed seconds, loss history, the
-  sha256 of ``state.safetensors`` and the configuration the training was started with.
+  validation state (the validation losses so far, the best one, its step and the evaluations
+  since it), the sha256 of ``state.safetensors`` and the configuration the training was
+  started with. The best weights so far are ``best.*`` tensors of ``state.safetensors``.
 
 Nothing is pickled. A checkpoint is written completely into ``RUN_DIR/.resume-new/`` (files
 fsynced, ``progress.json`` last), then swapped in by two renames (``resume`` -> ``.resume-old``,
@@ -60,6 +62,38 @@ class Progress:
     global_step: int = 0
     elapsed_s: float = 0.0
     loss_history: list[float] = field(default_factory=list)
+    validation: "ValidationProgress" = field(default_factory=lambda: ValidationProgress())
+
+
+@dataclass
+class ValidationProgress:
+    """Early stopping's state: ``history`` of [global step, validation loss], the best loss,
+    its step, the evaluations since it, and whether patience ran out."""
+
+    history: list[list[float]] = field(default_factory=list)
+    best_loss: float | None = None
+    best_step: int = 0
+    since_best: int = 0
+    stopped: bool = False
+
+    def record(self) -> dict[str, Any]:
+        return {"history": self.history, "best_loss": self.best_loss, "best_step": self.best_step,
+                "since_best": self.since_best, "stopped": self.stopped}
+
+    @classmethod
+    def from_record(cls, doc: Any, path: Path) -> "ValidationProgress":
+        if doc is None:
+            return cls()
+        ok = (isinstance(doc, dict) and isinstance(doc.get("history"), list)
+              and all(isinstance(e, list) and len(e) == 2 and all(type(v) in (int, float) for v in e)
+                      for e in doc["history"])
+              and (doc.get("best_loss") is None or type(doc["best_loss"]) in (int, float))
+              and type(doc.get("best_step")) is int and type(doc.get("since_best")) is int
+              and type(doc.get("stopped")) is bool)
+        if not ok:
+            raise GonomalyError(f"{path}: invalid checkpoint progress (validation state)")
+        return cls([list(e) for e in doc["history"]], doc["best_loss"], doc["best_step"],
+                   doc["since_best"], doc["stopped"])
 
 
 @dataclass
@@ -72,19 +106,22 @@ class TrainingState:
     torch_rng: torch.Tensor
     order_rng: torch.Tensor
     config: dict[str, Any]
+    best: dict[str, torch.Tensor] = field(default_factory=dict)  # the best validation weights
 
     @classmethod
     def capture(cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 order_rng_state: torch.Tensor, progress: Progress,
-                config: dict[str, Any]) -> "TrainingState":
+                config: dict[str, Any], best: dict[str, torch.Tensor] | None = None) -> "TrainingState":
         names = [name for name, _ in model.named_parameters()]
         state = optimizer.state_dict()["state"]
         adam = {names[i]: {k: v.detach().clone() for k, v in s.items()} for i, s in state.items()}
         weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-        return cls(progress, weights, adam, torch.get_rng_state(), order_rng_state.clone(), config)
+        return cls(progress, weights, adam, torch.get_rng_state(), order_rng_state.clone(), config,
+                   {k: v.detach().cpu().contiguous() for k, v in (best or {}).items()})
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"model.{k}": v for k, v in self.model.items()}
+        out.update({f"best.{k}": v for k, v in self.best.items()})
         for name, entries in self.optimizer.items():
             out.update({f"optim.{name}.{k}": v.contiguous() for k, v in entries.items()})
         out["rng.torch"] = self.torch_rng.contiguous()
@@ -95,6 +132,8 @@ class TrainingState:
                 order_rng: torch.Generator, path: Path) -> Progress:
         """Load weights, Adam state and both random states, after checking every shape."""
         expected = {f"model.{k}": v for k, v in model.state_dict().items()}
+        if self.best:
+            expected.update({f"best.{k}": v for k, v in model.state_dict().items()})
         names = [name for name, _ in model.named_parameters()]
         params = dict(model.named_parameters())
         if self.progress.global_step > 0:
@@ -151,7 +190,8 @@ def save_checkpoint(run_dir: str | Path, state: TrainingState) -> Path:
     p = state.progress
     progress = {"format": RESUME_FORMAT, "epoch": p.epoch, "step": p.step,
                 "global_step": p.global_step, "elapsed_s": round(p.elapsed_s, 6),
-                "loss_history": p.loss_history, "state_sha256": sha256_bytes(blob),
+                "loss_history": p.loss_history, "validation": p.validation.record(),
+                "state_sha256": sha256_bytes(blob),
                 "config": state.config}
     write_synced(new / STATE_FILE, blob)
     write_synced(new / PROGRESS_FILE, (json.dumps(progress) + "\n").encode("utf-8"))
@@ -207,11 +247,11 @@ def _load_checkpoint_folder(folder: Path) -> TrainingState:
     if sha256_bytes(blob) != doc["state_sha256"]:
         raise GonomalyError(f"{path}: sha256 does not match {PROGRESS_FILE} (modified or truncated)")
     tensors = load_safetensors(blob, path)
-    model, adam, rng = {}, {}, {}
+    model, best, adam, rng = {}, {}, {}, {}
     for key, value in tensors.items():
         kind, _, rest = key.partition(".")
-        if kind == "model" and rest:
-            model[rest] = value
+        if kind in ("model", "best") and rest:
+            (model if kind == "model" else best)[rest] = value
         elif kind == "optim" and rest.rpartition(".")[2] in ADAM_STATE:
             name, _, entry = rest.rpartition(".")
             adam.setdefault(name, {})[entry] = value
@@ -222,8 +262,9 @@ def _load_checkpoint_folder(folder: Path) -> TrainingState:
     if set(rng) != {"torch", "order"}:
         raise GonomalyError(f"{path}: random-generator states missing")
     progress = Progress(doc["epoch"], doc["step"], doc["global_step"], float(doc["elapsed_s"]),
-                        [float(v) for v in doc["loss_history"]])
-    return TrainingState(progress, model, adam, rng["torch"], rng["order"], doc["config"])
+                        [float(v) for v in doc["loss_history"]],
+                        ValidationProgress.from_record(doc.get("validation"), folder / PROGRESS_FILE))
+    return TrainingState(progress, model, adam, rng["torch"], rng["order"], doc["config"], best)
 
 
 class Checkpointer:

@@ -15,7 +15,7 @@ from gonomaly import __version__, distributed, workflow
 from gonomaly.detector import DETECTORS
 from gonomaly.errors import GonomalyError, TrainingInterrupted
 from gonomaly.image_scoring import DEFAULT_SERVE_MAX_PIXELS  # the --max-pixels default of serve
-from gonomaly.scores import ERROR_MAPS, SCORERS  # the --score and --error-map names
+from gonomaly.scores import ERROR_MAPS, SCORERS, score_names  # the --score and --error-map names
 from gonomaly.trainer import LOSSES  # the --loss names
 from gonomaly.workflow.file_scoring import ON_ERROR  # the --on-error names
 
@@ -86,25 +86,44 @@ image_options = [
 ]
 
 
-def _train_options(default_epochs: int, default_score: str = "mse"):
+PER_KIND = "[default: per data kind, see the README's defaults table]"
+# The training length and calibration options that `train`, `run` and `benchmark mvtec` share.
+length_options = [
+    click.option("--epochs", type=click.IntRange(min=1), default=None,
+                 help=f"Passes over the training images (--steps, when given, wins). {PER_KIND}"),
+    click.option("--steps", type=click.IntRange(min=1), default=None,
+                 help=f"Optimizer steps to train for; decides the length over --epochs. {PER_KIND}"),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None, help=PER_KIND),
+    click.option("--val-fraction", type=click.FloatRange(0, 0.5), default=None,
+                 help="Training images held out (at least 20 where the data allows) to calibrate "
+                      f"the threshold and scores on and to stop early; 0: none (in-sample). {PER_KIND}"),
+    click.option("--patience", type=click.IntRange(min=1), default=None,
+                 help=f"Stop after this many validation evaluations without improvement. {PER_KIND}"),
+    click.option("--eval-every", type=click.IntRange(min=1), default=None,
+                 help="Steps between validation evaluations [default: once per epoch, or per data kind]."),
+]
+
+
+def _train_options():
     """The detector's options (every ``workflow.DetectorConfig`` field), the data folder and
     the image size, as ``train`` and ``run`` take them."""
     return options(
         click.option("--model", type=click.Choice(MODEL_NAMES), default="gon", show_default=True,
                      help="Detector model."),
-        click.option("--epochs", type=click.IntRange(min=1), default=default_epochs, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
+        *length_options,
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Adam's learning rate [default: 1e-3; implicit-gon 1e-4]."),
         click.option("--latent-dim", type=click.IntRange(min=1), default=None,
                      help="Latent size [default: 100; implicit-gon 32]."),
-        click.option("--threshold", default="mean-std:2", show_default=True,
-                     help="mean-std:K | quantile:Q | value:X, from the training errors."),
-        click.option("--score", type=click.Choice(list(SCORERS)), default=default_score,
-                     show_default=True,
+        click.option("--threshold", default=None,
+                     help="fpr:A (flags a new normal image with probability at most A) | mean-std:K "
+                          f"| quantile:Q | value:X, from the validation images' scores. {PER_KIND}"),
+        click.option("--score", type=click.Choice(score_names()), default=None,
                      help="mse: mean reconstruction error; fused: density of error, SSIM and "
-                          "latent features among the normal training images; max: maximum "
-                          "of the smoothed anomaly map; topk: mean of its top-k pixels."),
+                          "latent features among the normal validation images; max: maximum "
+                          "of the smoothed anomaly map; topk: mean of its top-k pixels; auto: "
+                          "map, sigma, score and k chosen against synthetic anomalies of the "
+                          f"validation images. {PER_KIND}"),
         *image_options, seed_option, data_dir_option, device_option,
         click.option("--precision", type=click.Choice(distributed.PRECISIONS), default="fp32",
                      show_default=True,
@@ -115,14 +134,15 @@ def _train_options(default_epochs: int, default_score: str = "mse"):
 
 # The options `train --resume` checks against the checkpoint when they are given explicitly.
 RESUME_CHECKED = ("model", "data", "epochs", "batch_size", "lr", "latent_dim", "threshold", "score", "seed",
-                  "width", "error_map", "sigma", "top_k", "loss", "augment")
+                  "width", "error_map", "sigma", "top_k", "loss", "augment", "steps", "val_fraction",
+                  "patience", "eval_every")
 
 
 @cli.command()
 @click.option("--data", "data", default="mnist", show_default=True, help="Data SPEC of the normal training images.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder to write (required unless --resume).")
-@_train_options(5)
+@_train_options()
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Continue the interrupted training in this run folder, with the options saved in "
                    "its checkpoint (conflicting options are refused).")
@@ -251,7 +271,7 @@ def serve(run_dir, host, port, max_batch, max_wait_ms, token, workers, max_body_
               show_default=True, help="Run folder to write.")
 @click.option("--data", "data", default="mnist-c", show_default=True,
               help="Test SPEC: clean test digits against their corrupted versions.")
-@_train_options(2, default_score="fused")
+@_train_options()
 def run(out, data, data_dir, image_size, **settings):
     """The main job: train on clean MNIST digits, evaluate clean against corrupted test digits."""
     config = workflow.RunConfig(out, data, workflow.DetectorConfig(**settings), data_dir=data_dir,
@@ -359,8 +379,8 @@ seeds_option = click.option("--seeds", default=None,
                             help="Comma-separated seeds: run the whole benchmark once per seed and "
                                  "report mean +- std [default: --seed].")
 epochs_batch_options = [
-    click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True),
-    click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
+    click.option("--epochs", type=click.IntRange(min=1), default=None, help=PER_KIND),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None, help=PER_KIND),
 ]
 
 
@@ -419,10 +439,10 @@ def benchmark_models(models, epochs, batch_size, scores, n_train, n_test, one_cl
               help="MVTec AD root (category folders) or one category folder.")
 @click.option("--categories", default=None, help="Comma-separated categories [default: all found].")
 @click.option("--models", default="gon,cae", show_default=True, help="Comma-separated: gon, cae.")
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@options(*length_options)
 @click.option("--latent-dim", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--score", type=click.Choice(list(SCORERS)), default="mse", show_default=True)
+@click.option("--threshold", default=None, help=f"As `train --threshold`. {PER_KIND}")
+@click.option("--score", type=click.Choice(score_names()), default=None, help=PER_KIND)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results here, and a figure per category and model beside it.")
 @click.option("--variants", default=None,

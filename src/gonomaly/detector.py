@@ -2,7 +2,8 @@
 
 A detector trains a reconstruction model on normal images only, scores an image by its
 reconstruction error (mean squared error over pixels; per pixel for an anomaly map) and flags it
-above ``threshold_``, which a threshold rule sets from the training errors alone. The detector
+above ``threshold_``, which a threshold rule sets from the scores of held-out normal validation
+images alone (``val_fraction``; see ``gonomaly.calibration``). The detector
 is a facade: ``gonomaly.trainer`` trains, ``gonomaly.scores`` scores, ``gonomaly.saved`` and
 ``gonomaly.store`` write and read run folders. A model's detector names its model and defaults.
 """
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from gonomaly import distributed, saved
 from gonomaly.augment import parse_augment
+from gonomaly.calibration import FitData, choose_scoring, split_fit_data
 from gonomaly.checkpoint import Checkpointer, refuse_checkpoint, remove_checkpoint
 from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
@@ -28,7 +30,7 @@ from gonomaly.lock import RunLock
 from gonomaly.models import CAE, VAE, ConvGON, ImplicitGON, VariationalGON
 from gonomaly.models.implicit import TRAINING_PRECISIONS
 from gonomaly.params import RUNTIME, Estimator, integer, number, one_of, optional, parsed
-from gonomaly.scores import ERROR_MAPS, SCORERS, scorer_class
+from gonomaly.scores import AUTO_SCORE, ERROR_MAPS, SCORING_PARAMS, score_names, scorer_class
 from gonomaly.scores.features import LatentGaussian
 from gonomaly.scores.graph import ScoringGraph
 from gonomaly.scores.maps import error_map, gaussian_smooth
@@ -65,8 +67,8 @@ class DetectorScoring:
         self.model_.eval()
         if getattr(self.model_, "closed_form", False) is None:
             self.model_.prepare_closed_form()  # once after fit or load: exact and ~3x faster
-        return ScoringGraph(self.model_, getattr(self, "scorer_", None), self.error_map, self.sigma,
-                            self.latent_gaussian())
+        return ScoringGraph(self.model_, getattr(self, "scorer_", None), self.effective("error_map"),
+                            self.effective("sigma"), self.latent_gaussian())
 
     def _batches(self, images, graph: ScoringGraph, what: Callable[[torch.Tensor], Any]) -> list:
         """``what`` of each scoring batch of ``images`` (checked against the model's shape)."""
@@ -136,8 +138,8 @@ class ReconstructionDetector(DetectorScoring, Estimator):
     def __init__(self, *, epochs: Annotated[int, integer(1, 10**7)] = 5,
                  batch_size: Annotated[int, integer(1, 10**7)] = 128,
                  lr: Annotated[float | None, optional(number(0, open_low=True))] = None,
-                 threshold: Annotated[str, parsed(ThresholdRule.parse)] = "mean-std:2",
-                 score: Annotated[str, one_of(lambda: SCORERS)] = "mse",
+                 threshold: Annotated[str, parsed(ThresholdRule.parse)] = "fpr:0.05",
+                 score: Annotated[str, one_of(score_names)] = "mse",
                  seed: Annotated[int, integer(1 - 2**63, 2**63 - 1)] = 0,
                  progress: Annotated[bool, RUNTIME] = False,
                  error_map: Annotated[str, one_of(ERROR_MAPS)] = "l2",
@@ -146,8 +148,18 @@ class ReconstructionDetector(DetectorScoring, Estimator):
                  loss: Annotated[str, one_of(LOSSES)] = "l2",
                  augment: Annotated[str, parsed(parse_augment)] = "",
                  device: Annotated[str, RUNTIME] = "cpu",
-                 precision: Annotated[str, RUNTIME, one_of(distributed.PRECISIONS)] = "fp32"):
-        self.epochs = epochs
+                 precision: Annotated[str, RUNTIME, one_of(distributed.PRECISIONS)] = "fp32",
+                 val_fraction: Annotated[float, number(0, 0.5)] = 0.15,
+                 steps: Annotated[int | None, optional(integer(1, 10**9))] = None,
+                 patience: Annotated[int | None, optional(integer(1, 10**6))] = None,
+                 eval_every: Annotated[int | None, optional(integer(1, 10**9))] = None):
+        self.epochs = epochs  # passes over the training images, unless ``steps`` is given
+        self.steps = steps  # optimizer steps: when given, it decides the length (not epochs)
+        # Held-out normal images (see gonomaly.validation): the threshold and every fitted
+        # score are calibrated on them; 0 calibrates on the training images (in-sample).
+        self.val_fraction = val_fraction
+        self.patience = patience  # validation evaluations without improvement before stopping
+        self.eval_every = eval_every  # steps between validation evaluations (None: each epoch)
         self.batch_size = batch_size
         self.lr = lr  # None: the model's default learning rate (``defaults``)
         self.threshold = threshold
@@ -168,9 +180,13 @@ class ReconstructionDetector(DetectorScoring, Estimator):
         raise NotImplementedError
 
     def effective(self, name: str) -> Any:
-        """A hyper-parameter's value in use: as given, or the model's default for None."""
+        """A hyper-parameter's value in use: as given, or the model's default for None; with
+        ``score="auto"`` the fitted choice (``scoring_choice_``) for the scoring parameters."""
+        choice = getattr(self, "scoring_choice_", None)
+        if self.score == AUTO_SCORE and choice is not None and name in SCORING_PARAMS:
+            return choice.params[name]
         value = getattr(self, name)
-        return self.defaults[name] if value is None else value
+        return self.defaults.get(name) if value is None else value  # None: no default (steps)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyper-parameters a run folder records (effective values; the threshold rule is
@@ -181,11 +197,16 @@ class ReconstructionDetector(DetectorScoring, Estimator):
         return params
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, images, *, checkpoint_dir: str | Path | None = None,
+    def fit(self, images, *, validation=None, checkpoint_dir: str | Path | None = None,
             checkpoint_every: int | None = None, checkpoint_minutes: float | None = None,
             resume: bool = False, checkpoint_metadata: dict[str, Any] | None = None,
             on_step: Callable[[StepInfo], bool | None] | None = None) -> "ReconstructionDetector":
         """Train on normal images, then set ``train_errors_`` and ``threshold_``.
+
+        ``validation``: normal images to calibrate on; None holds out ``val_fraction`` of
+        ``images`` (``validation_`` records which). The network never trains on them; the
+        validation loss picks the best weights (and stops early after ``patience``); the
+        scoring (chosen on them with ``score="auto"``) and the threshold are fitted on them.
 
         With ``checkpoint_dir`` (a run folder, locked for this process while training) SIGINT
         and SIGTERM stop training after the current optimizer step and write a resumable
@@ -195,7 +216,8 @@ class ReconstructionDetector(DetectorScoring, Estimator):
         checkpoint there: the result is bit-identical to an uninterrupted fit.
         """
         self.check_params()
-        x = torch.from_numpy(as_image_array(images, "training images"))
+        data = split_fit_data(images, validation, self.val_fraction, self.seed)
+        x = torch.from_numpy(data.train)
         if checkpoint_dir is None and (resume or checkpoint_every or checkpoint_minutes):
             raise GonomalyError("resume and periodic checkpoints need a checkpoint_dir")
         world = distributed.world()
@@ -209,62 +231,68 @@ class ReconstructionDetector(DetectorScoring, Estimator):
             checkpoints = None
             if checkpoint_dir is not None:
                 stack.enter_context(RunLock(checkpoint_dir))
-                checkpoints = Checkpointer(checkpoint_dir, self._resume_config(x, checkpoint_metadata),
+                checkpoints = Checkpointer(checkpoint_dir, self._resume_config(data, checkpoint_metadata),
                                            checkpoint_every, checkpoint_minutes)
                 if not resume:
                     refuse_checkpoint(checkpoint_dir)
-            run = self._trainer().fit(lambda: self.build_model(self.image_shape_), x, checkpoints,
-                                      resume, on_step)
+            run = trainer_for(self, data).fit(lambda: self.build_model(self.image_shape_), x, checkpoints,
+                                              resume, on_step)
         self.model_, self.model_device_, self.loss_history_ = run.model, run.device, run.loss_history
-        self.training_stats_ = {
-            "epochs": self.epochs, "steps": len(run.loss_history), "n_train": len(x),
-            "seconds": round(run.seconds, 3), "images_per_s": round(self.epochs * len(x) / run.seconds, 1),
-            "final_loss": run.loss_history[-1], "device": str(run.device),
-            "precision": self.precision, "world_size": run.world_size,
-            "global_batch_size": self.batch_size * run.world_size,
-        }
-        return self.fit_scoring(x.numpy())
+        self.validation_history_ = run.validation.history
+        self.training_stats_ = training_stats(self, run, len(x))
+        self.validation_ = data.record
+        self.calibration_images_ = data.calibration  # kept in memory for fit_scoring(); not saved
+        if self.score == AUTO_SCORE:
+            self.scoring_choice_ = None  # the choice scores through the trained network as given
+            self.scoring_choice_ = choose_scoring(self, data)
+        return self.fit_scoring(data.calibration)
 
-    def _trainer(self) -> Trainer:
-        return Trainer(epochs=self.epochs, batch_size=self.batch_size, lr=self.effective("lr"),
-                       seed=self.seed, loss=self.loss, augment=self.augment, device=self.device,
-                       precision=self.precision, progress=self.progress, name=self.model_name)
-
-    def _resume_config(self, x: torch.Tensor, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    def _resume_config(self, data: FitData, metadata: dict[str, Any] | None) -> dict[str, Any]:
         """What a checkpoint must have been made with to be resumed by this fit."""
         return {"model": self.model_name, "image_shape": list(self.image_shape_),
                 "hyperparameters": self.hyperparameters(), "threshold": self.threshold,
-                "n_train": len(x), "data_sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest(),
+                "n_train": len(data.train), "data_sha256": hashlib.sha256(data.train.tobytes()).hexdigest(),
+                "validation": {k: v for k, v in data.record.items() if k != "validation_indices"},
                 "metadata": metadata or {}}
 
     @staticmethod
-    def resume(directory: str | Path, images, *, checkpoint_every: int | None = None,
+    def resume(directory: str | Path, images, *, validation=None, checkpoint_every: int | None = None,
                checkpoint_minutes: float | None = None, progress: bool = False,
                on_step: Callable[[StepInfo], bool | None] | None = None,
                checkpoint_metadata: dict[str, Any] | None = None, device: str = "cpu",
                precision: str = "fp32") -> "ReconstructionDetector":
         """Continue the interrupted training in ``directory`` on the same ``images``: the
         detector's class and hyper-parameters come from the checkpoint (and so does the
-        metadata kept in later checkpoints, unless ``checkpoint_metadata`` replaces it)."""
+        metadata kept in later checkpoints, unless ``checkpoint_metadata`` replaces it);
+        ``validation``: the explicit validation images, when the training had them."""
         detector, config = saved.detector_from_checkpoint(directory, DETECTORS)
         detector.set_params(progress=progress, device=device, precision=precision)
-        return detector.fit(images, checkpoint_dir=directory, resume=True,
+        return detector.fit(images, validation=validation, checkpoint_dir=directory, resume=True,
                             checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
                             checkpoint_metadata=checkpoint_metadata or config.get("metadata"),
                             on_step=on_step)
 
-    def fit_scoring(self, images) -> "ReconstructionDetector":
-        """Fit the scoring (for the current ``score``) and the threshold on normal images,
-        keeping the trained network: compare ``mse`` and ``fused`` without training twice."""
+    def fit_scoring(self, images=None) -> "ReconstructionDetector":
+        """Fit the scoring (for the current ``score``) and the threshold on normal calibration
+        images (None: those ``fit`` calibrated on, its validation images), keeping the trained
+        network: compare ``mse`` and ``fused`` without training twice."""
         self._check_fitted()
         self.check_params()
-        train = as_image_array(images, "training images")
-        self._fit_latent(train)
-        self.scorer_ = scorer_class(self.score)(**self.get_params())
-        self.scorer_.fit(lambda: self.features(train), self.seed)
-        self.train_errors_ = self.score_samples(train)
+        if images is None and getattr(self, "calibration_images_", None) is None:
+            raise GonomalyError("fit_scoring: give the normal calibration images (a loaded "
+                                "detector does not keep its validation images)")
+        normal = as_image_array(self.calibration_images_ if images is None else images,
+                                "calibration images")
+        if self.score == AUTO_SCORE and getattr(self, "scoring_choice_", None) is None:
+            raise GonomalyError("score 'auto': chosen by fit; fit_scoring needs a named score")
+        self._fit_latent(normal)
+        self.scorer_ = scorer_class(self.effective("score"))(
+            **{**self.get_params(), **{k: self.effective(k) for k in SCORING_PARAMS}})
+        self.scorer_.fit(lambda: self.features(normal), self.seed)
+        self.train_errors_ = self.score_samples(normal)  # the calibration images' scores
         self.threshold_rule_ = ThresholdRule.parse(self.threshold)
-        self.threshold_ = self.threshold_rule_.fit(self.train_errors_)
+        self.calibration_ = self.threshold_rule_.calibrate(self.train_errors_)
+        self.threshold_ = self.calibration_.value
         return self
 
     def _fit_latent(self, train: np.ndarray) -> None:
@@ -292,6 +320,32 @@ class ReconstructionDetector(DetectorScoring, Estimator):
         (every file against its sha256, every tensor against the configured model, before
         anything is allocated; nothing is ever unpickled)."""
         return load_run(directory, lambda reader: saved.restore(reader, DETECTORS))
+
+
+def trainer_for(detector: ReconstructionDetector, data: FitData) -> Trainer:
+    """The trainer of ``detector``'s hyper-parameters, validating on ``data.validation``."""
+    validation = None if data.validation is None else torch.from_numpy(data.validation)
+    return Trainer(epochs=detector.epochs, batch_size=detector.batch_size, lr=detector.effective("lr"),
+                   seed=detector.seed, loss=detector.loss, augment=detector.augment, device=detector.device,
+                   precision=detector.precision, progress=detector.progress, name=detector.model_name,
+                   steps=detector.steps, validation=validation, eval_every=detector.eval_every,
+                   patience=detector.patience)
+
+
+def training_stats(detector: ReconstructionDetector, run, n_train: int) -> dict[str, Any]:
+    """config.json's ``training`` object: length, speed, losses and where it ran."""
+    steps, global_batch = len(run.loss_history), detector.batch_size * run.world_size
+    epochs, rest = divmod(steps, -(-n_train // global_batch))
+    images = epochs * n_train + min(rest * global_batch, n_train)  # an epoch's last batch may be short
+    stats = {"epochs": detector.epochs, "steps": steps, "max_steps": detector.steps, "n_train": n_train,
+             "seconds": round(run.seconds, 3), "images_per_s": round(images / run.seconds, 1),
+             "final_loss": run.loss_history[-1], "device": str(run.device),
+             "precision": detector.precision, "world_size": run.world_size,
+             "global_batch_size": detector.batch_size * run.world_size}
+    if run.validation.history:
+        stats.update(best_step=run.validation.best_step, best_validation_loss=run.validation.best_loss,
+                     stopped_early=run.validation.stopped)
+    return stats
 
 
 class SizedDetector(ReconstructionDetector):

@@ -38,6 +38,19 @@ class Evaluation:
         return directory
 
 
+def false_alarms(detector, metrics: dict) -> dict | None:
+    """The false-alarm rate measured on the normal test images and the one the threshold's
+    calibration promised (None without normal test images or a calibration)."""
+    calibration = getattr(detector, "calibration_", None)
+    c = metrics["confusion"]
+    n_normal = c["tn"] + c["fp"]
+    if calibration is None or n_normal == 0:
+        return None
+    return {"flagged": c["fp"], "n_normal": n_normal, "measured": c["fp"] / n_normal,
+            "expected": calibration.expected_false_alarm_rate, "guaranteed": calibration.guaranteed,
+            "rule": str(detector.threshold_rule_), "n_calibration": calibration.n}
+
+
 def evaluate(detector, data: DataBundle, model_name: str | None = None,
              scores: np.ndarray | None = None) -> Evaluation:
     """Metrics of the detector on ``data.test``; ``scores``: its scores when already computed
@@ -48,7 +61,8 @@ def evaluate(detector, data: DataBundle, model_name: str | None = None,
                "source": data.source,
                **image_metrics(data.test.labels, scores, detector.threshold_, data.test.groups)}
     metrics["threshold_rule"] = str(detector.threshold_rule_)
-    metrics["score"] = getattr(detector, "score", "mse")
+    metrics["score"] = detector.effective("score") if hasattr(detector, "effective") else "mse"
+    metrics["false_alarms"] = false_alarms(detector, metrics)
     if data.test.masks is not None:  # pixel-level: the anomaly maps against the masks
         maps = detector.anomaly_map(data.test.images)
         metrics["pixel_auroc"] = pixel_auroc(data.test.masks, maps)

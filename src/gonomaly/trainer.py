@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from gonomaly import distributed
 from gonomaly.augment import augment_batch
-from gonomaly.checkpoint import RESUME_DIR, Checkpointer, Progress, TrainingState
+from gonomaly.checkpoint import RESUME_DIR, Checkpointer, Progress, TrainingState, ValidationProgress
 from gonomaly.errors import GonomalyError, TrainingInterrupted
 from gonomaly.scores.maps import error_map
 
@@ -115,16 +115,35 @@ def per_sample_loss(model: torch.nn.Module, loss: str, name: str) -> Callable[[t
     return squared_plus_ssim
 
 
+def validation_loss(model: torch.nn.Module, loss: Callable[[torch.Tensor], torch.Tensor],
+                    images: torch.Tensor, batch_size: int, seed: int, device: torch.device) -> float:
+    """The mean per-sample loss of ``images`` (eval mode; nothing is back-propagated: the
+    gradient-origin step itself needs autograd, so no ``no_grad``). Its random draws (the
+    variational models' noise) come from a forked generator seeded by ``seed``: the measurement
+    is repeatable and leaves the training's random stream untouched."""
+    model.eval()
+    total = 0.0
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for start in range(0, len(images), batch_size):
+            total += loss(images[start:start + batch_size].to(device)).detach().double().sum().item()
+    model.train()
+    return total / len(images)
+
+
 @dataclass
 class TrainingRun:
-    """What a training produced: the model (on ``device``, in eval mode), the loss per step and
-    the training seconds (of all sessions when resumed)."""
+    """What a training produced: the model (on ``device``, in eval mode; the best validation
+    weights when a validation set was given), the loss per step, the validation state and the
+    training seconds (of all sessions when resumed)."""
 
     model: torch.nn.Module
     device: torch.device
     loss_history: list[float]
     seconds: float
     world_size: int
+    validation: ValidationProgress
 
 
 @dataclass
@@ -137,7 +156,9 @@ class _Session:
     step: distributed.TrainingStep
     done: Progress
     steps_per_epoch: int
+    total_steps: int
     start: float
+    best: dict[str, torch.Tensor]
 
     def elapsed(self) -> float:
         return self.done.elapsed_s + time.perf_counter() - self.start
@@ -145,8 +166,14 @@ class _Session:
 
 @dataclass
 class Trainer:
-    """Adam on the per-sample loss's batch mean, for ``epochs`` passes in ``batch_size`` batches
-    (per process: under torchrun the global batch is ``batch_size`` x world size)."""
+    """Adam on the per-sample loss's batch mean in ``batch_size`` batches (per process: under
+    torchrun the global batch is ``batch_size`` x world size), for ``steps`` optimizer steps
+    when given, else ``epochs`` passes.
+
+    With ``validation`` images the validation loss (the same per-sample loss, no augmentation)
+    is measured every ``eval_every`` steps (None: at the end of each epoch) and at the last
+    step; the best weights are kept and restored at the end, and after ``patience``
+    evaluations without improvement (None: never) training stops early."""
 
     epochs: int
     batch_size: int
@@ -158,6 +185,10 @@ class Trainer:
     precision: str = "fp32"
     progress: bool = False
     name: str = "model"
+    steps: int | None = None
+    validation: torch.Tensor | None = None
+    eval_every: int | None = None
+    patience: int | None = None
 
     def fit(self, build_model: Callable[[], torch.nn.Module], x: torch.Tensor,
             checkpoints: Checkpointer | None = None, resume: bool = False,
@@ -165,18 +196,22 @@ class Trainer:
         """Train a model from ``build_model`` on ``x``; with ``checkpoints``, SIGINT, SIGTERM
         or ``on_step`` returning True save a checkpoint and raise ``TrainingInterrupted``."""
         session = self._start(build_model, x, checkpoints if resume else None)
-        n = len(x)
         with StopSignals(enabled=checkpoints is not None) as stop, \
-                tqdm(total=self.epochs * n, unit="img", unit_scale=True,
+                tqdm(total=session.total_steps, unit="step", initial=session.done.global_step,
                      disable=not (self.progress and session.step.world.main),
-                     initial=min(session.done.epoch * n + session.done.step * self.batch_size,
-                                 self.epochs * n),
                      desc=f"train {self.name}", dynamic_ncols=True) as bar:
-            for epoch in range(session.done.epoch, self.epochs):
+            epoch = session.done.epoch
+            while session.done.global_step < session.total_steps and not session.done.validation.stopped:
                 self._epoch(session, x, epoch, bar, stop, checkpoints, on_step)
+                epoch += 1
+        if session.best:
+            session.model.load_state_dict(session.best)
         session.model.eval()
         return TrainingRun(session.model, session.step.device, session.done.loss_history,
-                           session.elapsed(), session.step.world.size)
+                           session.elapsed(), session.step.world.size, session.done.validation)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
 
     def _start(self, build_model, x: torch.Tensor, resume_from: Checkpointer | None) -> _Session:
         torch.manual_seed(self.seed)
@@ -189,22 +224,25 @@ class Trainer:
         step = distributed.TrainingStep(model, len(x), self.batch_size, device, self.precision,
                                         self.seed, loss=per_sample_loss(model, self.loss, self.name))
         steps_per_epoch = -(-len(x) // (self.batch_size * step.world.size))
-        done = Progress()
+        session = _Session(model, optimizer, order_rng, step, Progress(), steps_per_epoch,
+                           self.total_steps(steps_per_epoch), time.perf_counter(), {})
         if resume_from is not None:
-            done = self._restore(resume_from, model, optimizer, order_rng, steps_per_epoch)
+            self._restore(resume_from, session)
         model.train()
-        return _Session(model, optimizer, order_rng, step, done, steps_per_epoch, time.perf_counter())
+        session.start = time.perf_counter()
+        return session
 
-    def _restore(self, checkpoints: Checkpointer, model, optimizer, order_rng,
-                 steps_per_epoch: int) -> Progress:
+    def _restore(self, checkpoints: Checkpointer, session: _Session) -> None:
         folder = checkpoints.run_dir / RESUME_DIR
-        done = checkpoints.load().restore(model, optimizer, order_rng, folder)
-        fits = (done.epoch < self.epochs and done.step < steps_per_epoch
-                or done.epoch == self.epochs and done.step == 0)
-        if not fits or done.global_step != done.epoch * steps_per_epoch + done.step:
+        state = checkpoints.load()
+        done = state.restore(session.model, session.optimizer, session.order_rng, folder)
+        spe = session.steps_per_epoch
+        if (done.step >= spe or done.global_step > session.total_steps
+                or done.global_step != done.epoch * spe + done.step):
             raise GonomalyError(f"{folder}: progress (epoch {done.epoch}, step {done.step}) "
                                 "does not fit this training")
-        return done
+        session.done = done
+        session.best = {k: v.to(session.step.device) for k, v in state.best.items()}
 
     def _epoch(self, session: _Session, x: torch.Tensor, epoch: int, bar, stop: StopSignals,
                checkpoints: Checkpointer | None, on_step) -> None:
@@ -212,26 +250,54 @@ class Trainer:
         order = torch.randperm(len(x), generator=session.order_rng)
         history = session.done.loss_history
         first = session.done.step if epoch == session.done.epoch else 0
-        for step in range(first, session.steps_per_epoch):
-            value, count = self._step(session, x, order, step)
-            bar.update(count)
-            bar.set_postfix(epoch=f"{epoch + 1}/{self.epochs}", loss=f"{value:.3f}", refresh=False)
-            # The step is complete: only now may a stop request or a checkpoint act.
+        last_step = min(session.steps_per_epoch, session.total_steps - epoch * session.steps_per_epoch)
+        for step in range(first, last_step):
+            value, _ = self._step(session, x, order, step)
+            bar.update(1)
+            # The step is complete: only now may an evaluation, a stop request or a checkpoint act.
             global_step = len(history)
+            epoch_done = step + 1 == session.steps_per_epoch
+            self._validate(session, global_step, epoch_done or step + 1 == last_step)
+            val = session.done.validation
+            bar.set_postfix(epoch=f"{epoch + 1}", loss=f"{value:.3f}", refresh=False,
+                            **({"val": f"{val.history[-1][1]:.3f}"} if val.history else {}))
+            if val.stopped:
+                return
             if on_step is not None and on_step(StepInfo(epoch, step, global_step, value)):
                 stop.request()
             if checkpoints is not None and (stop.requested or checkpoints.due(global_step)):
-                last = step + 1 == session.steps_per_epoch
-                progress = Progress(epoch + last, 0 if last else step + 1, global_step,
-                                    session.elapsed(), list(history))
+                session.done.epoch, session.done.step = epoch + epoch_done, 0 if epoch_done else step + 1
+                session.done.global_step, session.done.elapsed_s = global_step, session.elapsed()
+                session.start = time.perf_counter()
                 checkpoints.save(TrainingState.capture(
                     session.model, session.optimizer,
-                    session.order_rng.get_state() if last else epoch_rng_state, progress,
-                    checkpoints.config))
+                    session.order_rng.get_state() if epoch_done else epoch_rng_state, session.done,
+                    checkpoints.config, session.best))
             if stop.requested:
                 raise interrupted(stop.signum, checkpoints and checkpoints.run_dir,
-                                  f"after epoch {epoch + 1}/{self.epochs}, "
+                                  f"after epoch {epoch + 1}/{-(-session.total_steps // session.steps_per_epoch)}, "
                                   f"step {step + 1}/{session.steps_per_epoch}")
+        session.done.epoch, session.done.step, session.done.global_step = epoch + 1, 0, len(history)
+
+    def _validate(self, session: _Session, global_step: int, epoch_end: bool) -> None:
+        """Measure the validation loss when due; keep the best weights; count patience."""
+        if self.validation is None or len(self.validation) == 0:
+            return
+        due = (epoch_end and self.eval_every is None
+               or self.eval_every is not None and global_step % self.eval_every == 0
+               or global_step == session.total_steps)
+        if not due:
+            return
+        loss = validation_loss(session.model, per_sample_loss(session.model, self.loss, self.name),
+                               self.validation, self.batch_size, self.seed, session.step.device)
+        val = session.done.validation
+        val.history.append([global_step, loss])
+        if val.best_loss is None or loss < val.best_loss:
+            val.best_loss, val.best_step, val.since_best = loss, global_step, 0
+            session.best = {k: v.detach().clone() for k, v in session.model.state_dict().items()}
+        else:
+            val.since_best += 1
+            val.stopped = self.patience is not None and val.since_best >= self.patience
 
     def _step(self, session: _Session, x: torch.Tensor, order: torch.Tensor,
               step: int) -> tuple[float, int]:

@@ -30,9 +30,12 @@ def test_train_writes_a_complete_run_folder(run_dir):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == "gon" and config["data"]["spec"] == "mnist:n_train=600"
     assert config["data"]["n_train"] == 600 and config["hyperparameters"]["seed"] == 1
-    assert config["threshold"]["rule"] == "mean-std:2" and config["threshold"]["value"] > 0
+    assert config["threshold"]["rule"] == "fpr:0.05" and np.isfinite(config["threshold"]["value"])
+    assert config["threshold"]["calibration"]["n"] == config["validation"]["n_validation"] == 90
     assert {"torch", "numpy", "gonomaly"} <= set(config["versions"])
-    assert len(json.loads((run_dir / "history.json").read_text())["loss"]) == 2 * 19
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history["loss"]) == 2 * 16  # 510 training digits (90 held out) at batch 32
+    assert [step for step, _ in history["validation"]] == [16, 32]
     assert (run_dir / "model.safetensors").stat().st_size > 1_000_000
 
 
@@ -46,6 +49,10 @@ def test_evaluate_prints_table_and_writes_json(run_dir, tmp_path, capsys):
                 "precision", "recall", "f1", "image_auroc", "image_aupr", "groups"}
     assert expected <= set(metrics)
     assert metrics["n_normal"] == 100 and metrics["n_anomalous"] == 200
+    # fpr:0.05 on 90 validation digits: the 87th smallest score, promising 4/91.
+    alarms = metrics["false_alarms"]
+    assert alarms["expected"] == pytest.approx(4 / 91) and alarms["guaranteed"] and alarms["n_normal"] == 100
+    assert f"false alarms: {alarms['flagged']}/100 normal test images" in out and "expected at most 4.40%" in out
     assert metrics["groups"]["stripe"]["n"] == 100 and metrics["groups"]["stripe"]["auroc"] > 0.9
     saved = np.load(run_dir / "eval-mnist-c_corruptions_impulse_noise_stripe_n_test_100" / "scores.npz")
     assert saved["scores"].shape == (300,) and set(saved["groups"]) == {"normal", "impulse_noise", "stripe"}

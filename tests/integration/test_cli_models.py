@@ -18,7 +18,7 @@ def test_train_implicit_gon_and_score(tmp_path, capsys, mnist_small):
     params = config["hyperparameters"]
     assert {k: params[k] for k in ("epochs", "batch_size", "lr", "score", "seed", "latent_dim", "width",
                                    "fourier_features")} == {
-        "epochs": 1, "batch_size": 32, "lr": 1e-4, "score": "mse", "seed": 0, "latent_dim": 8,
+        "epochs": 1, "batch_size": 32, "lr": 1e-4, "score": "fused", "seed": 0, "latent_dim": 8,
         "width": 256, "fourier_features": 0}
     detector = ReconstructionDetector.load(run)
     assert isinstance(detector, ImplicitGONDetector)

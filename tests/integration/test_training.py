@@ -27,7 +27,9 @@ from gonomaly.lock import RunLock
 RUN_FILES = ["config.json", "history.json", "model.safetensors", "scoring.safetensors",
              "train_errors.npy"]
 SPEC = "mnist:n_train=256"
-TRAIN_ARGS = ["--data", SPEC, "--epochs", "2", "--batch-size", "32", "--seed", "0"]
+# The plain loop on all 256 digits (no validation split), which the inline loop below spells
+# out; resume with a validation split and early stopping: test_validation_training.py.
+TRAIN_ARGS = ["--data", SPEC, "--epochs", "2", "--batch-size", "32", "--seed", "0", "--val-fraction", "0"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GONOMALY_OFFLINE": "1"}
 
 
@@ -44,7 +46,7 @@ def train256():
 @pytest.fixture(scope="module")
 def reference(train256):
     """The uninterrupted run that every interrupted one must reproduce exactly."""
-    return GONDetector(epochs=2, batch_size=32, seed=0).fit(train256)
+    return GONDetector(epochs=2, batch_size=32, seed=0, val_fraction=0).fit(train256)
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -97,7 +99,7 @@ def test_fit_is_bit_identical_to_the_plain_loop_with_or_without_checkpoints(trai
             loss.backward()
             optimizer.step()
     assert_same_weights(model, reference.model_)
-    checkpointed = GONDetector(epochs=2, batch_size=32, seed=0).fit(
+    checkpointed = GONDetector(epochs=2, batch_size=32, seed=0, val_fraction=0).fit(
         train256, checkpoint_dir=tmp_path / "run", checkpoint_every=1)
     assert_same_weights(checkpointed.model_, reference.model_)
     assert checkpointed.loss_history_ == reference.loss_history_
@@ -123,7 +125,8 @@ def test_interrupt_in_process_then_resume_gives_the_same_weights(train256, refer
         return None
 
     with pytest.raises(TrainingInterrupted) as caught:
-        GONDetector(epochs=2, batch_size=32, seed=0).fit(train256, checkpoint_dir=run, on_step=hook)
+        GONDetector(epochs=2, batch_size=32, seed=0, val_fraction=0).fit(train256, checkpoint_dir=run,
+                                                                         on_step=hook)
     assert caught.value.exit_code == (143 if how == signal.SIGTERM else 130)
     assert f"gonomaly train --resume {run}" in str(caught.value)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
@@ -375,7 +378,7 @@ def test_resume_refuses_conflicts_and_tampering(interrupted_run, train256, tmp_p
         ReconstructionDetector.resume(run, train256)
     progress.write_text(original[1])
     resumed = ReconstructionDetector.resume(run, train256)
-    assert len(resumed.loss_history_) == 16
+    assert len(resumed.loss_history_) == 2 * 7  # 218 training digits (38 of 256 held out), batch 32
 
 
 def test_resume_by_the_cli_of_a_library_checkpoint(interrupted_run, capsys):

@@ -9,10 +9,12 @@ from gonomaly.data.corruptions import corrupt
 from gonomaly.metrics import image_metrics
 
 
-def test_fit_sets_threshold_from_training_errors(trained_gon):
+def test_fit_sets_threshold_from_validation_errors(trained_gon):
     errors = trained_gon.train_errors_
-    assert errors.shape == (2000,)
-    assert trained_gon.threshold_ == pytest.approx(errors.mean() + 2 * errors.std())
+    assert errors.shape == (300,)  # 15% of the 2,000 digits held out
+    # fpr:0.05 by default: the ceil(301 x 0.95) = 286th smallest validation score.
+    assert trained_gon.threshold_ == np.sort(errors)[285]
+    assert trained_gon.calibration_.expected_false_alarm_rate == pytest.approx(15 / 301)
     # Training errors are measured on the same scale as test scores.
     np.testing.assert_allclose(trained_gon.score_samples(np.zeros((1, 28, 28), np.float32)),
                                trained_gon.score_samples(np.zeros((1, 1, 28, 28), np.uint8)))
@@ -77,7 +79,9 @@ def test_save_load_round_trip(trained_gon, mnist_small, tmp_path):
     np.testing.assert_array_equal(loaded.score_samples(x), trained_gon.score_samples(x))
     assert loaded.threshold_ == trained_gon.threshold_
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["threshold"]["rule"] == "mean-std:2"
+    assert config["threshold"]["rule"] == "fpr:0.05"
+    assert config["threshold"]["calibration"]["n"] == config["validation"]["n_validation"] == 300
+    assert loaded.calibration_ == trained_gon.calibration_
     assert config["model"] == "gon" and config["hyperparameters"]["latent_dim"] == 100
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from gonomaly.detector import DETECTORS, ReconstructionDetector
+from gonomaly.thresholds import ThresholdRule
+from gonomaly.validation import validation_size
 
 SMALL = {"latent_dim": 8, "width": 8}
 
@@ -21,7 +23,7 @@ def fitted(request, mnist_small):
 def test_scores_have_one_value_per_image(fitted, mnist_small):
     scores = fitted.score_samples(mnist_small[1][:40])
     assert scores.shape == (40,) and scores.dtype == np.float64 and np.isfinite(scores).all()
-    assert fitted.train_errors_.shape == (384,)
+    assert fitted.train_errors_.shape == (validation_size(384, fitted.val_fraction),)  # held out
     assert fitted.anomaly_map(mnist_small[1][:3]).shape == (3, 28, 28)
 
 
@@ -46,4 +48,4 @@ def test_predict_and_decision_function_follow_the_threshold(fitted, mnist_small)
     scores = fitted.score_samples(x)
     np.testing.assert_allclose(fitted.decision_function(x), scores - fitted.threshold_)
     np.testing.assert_array_equal(fitted.predict(x), (scores > fitted.threshold_).astype(int))
-    assert fitted.threshold_ == pytest.approx(fitted.train_errors_.mean() + 2 * fitted.train_errors_.std())
+    assert fitted.threshold_ == ThresholdRule.parse(fitted.threshold).fit(fitted.train_errors_)

@@ -10,12 +10,14 @@ from gonomaly.detector import DETECTORS
 from gonomaly.errors import GonomalyError
 from gonomaly.evaluation import slug
 from gonomaly.workflow import DetectorConfig, make_detector
+from gonomaly.workflow.config import DIGITS, IMAGES, data_defaults
 
 
 @pytest.mark.parametrize("model", list(DETECTORS))
 def test_make_detector_passes_every_setting(model):
     config = DetectorConfig(model=model, epochs=3, batch_size=16, lr=0.5, latent_dim=7, width=9, score="topk",
-                            error_map="ssim", sigma=1.5, top_k=5, loss="l2+ssim", augment="hflip", seed=4)
+                            error_map="ssim", sigma=1.5, top_k=5, loss="l2+ssim", augment="hflip", seed=4,
+                            threshold="quantile:0.9", steps=11, val_fraction=0.25, patience=3, eval_every=5)
     detector = make_detector(config, progress=True)
     assert isinstance(detector, DETECTORS[model]) and detector.progress is True
     for field in fields(DetectorConfig):
@@ -30,6 +32,24 @@ def test_make_detector_leaves_model_defaults_and_refuses_unknown_models():
     assert detector.device == "cpu" and detector.progress is False
     with pytest.raises(GonomalyError, match="model 'vit': unknown"):
         make_detector(DetectorConfig(model="vit"))
+
+
+@pytest.mark.parametrize("kind", ["mnist", "mnist-c", "fashion-mnist", "mvtec", "folder", "elpv"])
+def test_unset_settings_come_from_the_data_kinds_table(kind):
+    table = data_defaults(kind)
+    detector = make_detector(DetectorConfig(), kind=kind)
+    for name, value in table.items():
+        assert getattr(detector, name) == value, name
+    assert table is (DIGITS if kind in ("mnist", "mnist-c", "fashion-mnist") else IMAGES)
+    assert make_detector(DetectorConfig(batch_size=7), kind=kind).batch_size == 7
+
+
+def test_an_explicit_length_wins_over_the_tables():
+    # Images default to a step budget: --epochs given replaces it, --steps given wins over both.
+    assert (make_detector(DetectorConfig(epochs=3), kind="mvtec").steps, IMAGES["steps"] > 0) == (None, True)
+    both = make_detector(DetectorConfig(epochs=3, steps=9), kind="mvtec")
+    assert (both.epochs, both.steps) == (3, 9)
+    assert make_detector(DetectorConfig(steps=9), kind="mnist").steps == 9
 
 
 def test_slug_names_evaluation_folders():

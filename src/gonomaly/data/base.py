@@ -30,13 +30,15 @@ class ImageSet:
 
 @dataclass
 class DataBundle:
-    """Normal training images and a labelled test set from one SPEC."""
+    """Normal training images and a labelled test set from one SPEC; ``val``: normal
+    validation images when the SPEC names them (else ``fit`` holds some training images out)."""
 
     spec: str
     train: np.ndarray
     test: ImageSet
     source: str
     description: dict = field(default_factory=dict)
+    val: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Custom image folders: ``folder:ROOT`` (one category in the MVTec layout) or flat folders of
 normal, abnormal and mask images (``folder:normal=DIR,abnormal=DIR[,mask=DIR][,test_normal=DIR]``).
+Either takes ``val=DIR``: normal validation images, which ``fit`` calibrates on instead of holding
+out training images (``folder:root=ROOT,val=DIR`` for the MVTec layout).
 
 Flat masks match their image by file stem (``img.png`` <- ``img.png`` or ``img_mask.png``).
 Without ``test_normal`` every fifth normal image (sorted by name) is held out as a normal
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gonomaly.data.arrays import unit_float
 from gonomaly.data.base import DataBundle, DataSpec
+from gonomaly.data.cache import decode_files
 from gonomaly.data.images import list_images
 from gonomaly.data.layout import (
     GOOD,
@@ -74,8 +78,15 @@ def scan_flat(options: dict[str, str]) -> Layout:
 def load_folder(spec: DataSpec, data_dir, seed: int, image_size: int | None) -> list[DataBundle]:
     """The one bundle of a folder SPEC (``data_dir`` and ``seed`` are unused)."""
     layout = scan_category(spec.options["root"]) if "root" in spec.options else scan_flat(spec.options)
-    return [bundle_from_layout(layout, image_size_or_default(image_size), spec.text)]
+    bundle = bundle_from_layout(layout, image_size_or_default(image_size), spec.text)
+    if "val" in spec.options:
+        files = _folder(spec.options, "val")
+        size, channels = bundle.description["image_size"], bundle.description["channels"]
+        val, _ = decode_files(files, None, size, channels, f"decode {layout.name} val")
+        bundle.val = unit_float(val)
+        bundle.description.update(n_val=len(files), val=spec.options["val"])
+    return [bundle]
 
 
-register(DatasetKind("folder", load_folder, options=frozenset({"normal", "abnormal", "mask", "test_normal"}),
-                     takes_root=True))
+register(DatasetKind("folder", load_folder, takes_root=True,
+                     options=frozenset({"root", "normal", "abnormal", "mask", "test_normal", "val"})))

@@ -5,9 +5,19 @@ import below.
 """
 
 from gonomaly.scores import fused, maximum, mse, topk  # noqa: F401 - each registers its score
-from gonomaly.scores.base import SCORERS, ScoreInputs, Scorer, register, scorer_class
+from gonomaly.scores.base import (
+    AUTO_SCORE,
+    SCORERS,
+    SCORING_PARAMS,
+    ScoreInputs,
+    Scorer,
+    register,
+    score_names,
+    scorer_class,
+)
 from gonomaly.scores.maps import ERROR_MAPS
 
 MAP_SCORES = tuple(name for name, cls in SCORERS.items() if cls.reads_smoothed_map)
 
-__all__ = ["ERROR_MAPS", "MAP_SCORES", "SCORERS", "ScoreInputs", "Scorer", "register", "scorer_class"]
+__all__ = ["AUTO_SCORE", "ERROR_MAPS", "MAP_SCORES", "SCORERS", "SCORING_PARAMS", "score_names",
+            "ScoreInputs", "Scorer", "register", "scorer_class"]

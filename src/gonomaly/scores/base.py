@@ -18,6 +18,13 @@ from torch import nn
 from gonomaly.errors import GonomalyError
 
 SCORERS: dict[str, type["Scorer"]] = {}
+AUTO_SCORE = "auto"  # choose error map, sigma, score and k on the validation set (scores.auto)
+SCORING_PARAMS = ("error_map", "sigma", "score", "top_k")  # what the automatic choice sets
+
+
+def score_names() -> tuple[str, ...]:
+    """Every value of the ``score`` hyper-parameter: the registered scores and ``auto``."""
+    return (*SCORERS, AUTO_SCORE)
 
 
 @dataclass

@@ -42,7 +42,7 @@ class RunConfig:
 
     out: Path = Path("runs/default")
     data: str = "mnist-c"
-    detector: DetectorConfig = field(default_factory=lambda: DetectorConfig(epochs=2, score="fused"))
+    detector: DetectorConfig = field(default_factory=DetectorConfig)  # the digits' defaults
     data_dir: Path | None = None
     image_size: int | None = None
     progress: bool = False
@@ -93,6 +93,14 @@ def run(config: RunConfig, echo: Echo = print) -> Evaluation | None:
     return result
 
 
+def format_false_alarms(entry: dict) -> str:
+    """The measured false-alarm rate on the normal test images beside the one promised."""
+    bound = "at most" if entry["guaranteed"] else "about"
+    return (f"false alarms: {entry['flagged']}/{entry['n_normal']} normal test images = "
+            f"{entry['measured']:.2%} (expected {bound} {entry['expected']:.2%}, {entry['rule']} "
+            f"calibrated on {entry['n_calibration']} validation images)")
+
+
 def evaluate_and_save(detector, bundle, output: EvaluationOutput, seed: int = 0,
                       echo: Echo = print) -> Evaluation | None:
     """Score ``bundle.test``, save metrics, scores and examples, echo the table, build the report."""
@@ -114,6 +122,8 @@ def evaluate_and_save(detector, bundle, output: EvaluationOutput, seed: int = 0,
     if output.json_path is not None:
         atomic_write_json(output.json_path, result.metrics)
     echo(format_table(result.metrics))
+    if result.metrics.get("false_alarms"):
+        echo(format_false_alarms(result.metrics["false_alarms"]))
     log.info("results written to %s", output.folder)
     if output.report_dir is not None:
         from gonomaly.report.html import build_report

@@ -12,7 +12,7 @@ from typing import Any
 from gonomaly import distributed
 from gonomaly.data import load_data, parse_spec
 from gonomaly.errors import GonomalyError
-from gonomaly.workflow.config import DetectorConfig, make_detector, resolve_augment
+from gonomaly.workflow.config import DetectorConfig, make_detector, resolve_augment, resolve_defaults
 
 log = logging.getLogger("gonomaly")
 
@@ -88,7 +88,9 @@ def train_run(config: TrainConfig):
     from gonomaly.lock import RunLock
     from gonomaly.thresholds import ThresholdRule
 
-    ThresholdRule.parse(config.detector.threshold)  # fail before loading data, not after training
+    spec = parse_spec(config.data)
+    settings = resolve_defaults(config.detector, spec.kind)
+    ThresholdRule.parse(settings.threshold)  # fail before loading data, not after training
     world = distributed.world()
     with RunLock(config.out) if world.main else contextlib.nullcontext():
         fit_options = {}
@@ -101,12 +103,11 @@ def train_run(config: TrainConfig):
                 checkpoint_metadata={"data": {"spec": config.data, "data_dir": data_dir},
                                      "checkpoint": {"every": config.checkpoint_every,
                                                     "minutes": config.checkpoint_minutes}})
-        bundle = load_data(config.data, config.data_dir, seed=config.detector.seed,
-                           image_size=config.image_size)
-        log.info("training %s on %d images of %s", config.detector.model, len(bundle.train), config.data)
-        augment = resolve_augment(config.detector.augment, bundle)
-        detector = make_detector(replace(config.detector, augment=augment), progress=config.progress)
-        detector.fit(bundle.train, **fit_options)
+        bundle = load_data(spec, config.data_dir, seed=settings.seed, image_size=config.image_size)
+        log.info("training %s on %d images of %s", settings.model, len(bundle.train), config.data)
+        augment = resolve_augment(settings.augment, bundle)
+        detector = make_detector(replace(settings, augment=augment), progress=config.progress)
+        detector.fit(bundle.train, validation=bundle.val, **fit_options)
         if world.main:
             save_run(detector, config.out, config.data, bundle)
     return detector, bundle
@@ -116,9 +117,10 @@ def save_run(detector, out: Path, data: str, bundle) -> None:
     detector.save(out, metadata={"data": {"spec": data, "source": bundle.source,
                                           **bundle.description}})
     stats = detector.training_stats_
-    log.info("trained in %.1f s (%.0f images/s); threshold %s = %.6g; saved to %s",
-             stats["seconds"], stats["images_per_s"], detector.threshold_rule_,
-             detector.threshold_, out)
+    log.info("trained %d steps in %.1f s (%.0f images/s); threshold %s = %.6g on %d validation "
+             "images (expected false-alarm rate %.3g); saved to %s", stats["steps"], stats["seconds"],
+             stats["images_per_s"], detector.threshold_rule_, detector.threshold_,
+             detector.calibration_.n, detector.calibration_.expected_false_alarm_rate, out)
 
 
 def _dict(value) -> dict:
@@ -174,7 +176,7 @@ def resume(config: ResumeConfig):
         log.info("resuming %s on %d images of %s at epoch %d, step %d (%d steps done)",
                  saved["model"], len(bundle.train), saved["data"], p.epoch + 1, p.step, p.global_step)
         detector = ReconstructionDetector.resume(
-            run_dir, bundle.train, checkpoint_every=checkpoints["every"],
+            run_dir, bundle.train, validation=bundle.val, checkpoint_every=checkpoints["every"],
             checkpoint_minutes=checkpoints["minutes"], progress=config.progress,
             checkpoint_metadata={**metadata, "checkpoint": checkpoints}, device=config.device,
             precision=config.precision)

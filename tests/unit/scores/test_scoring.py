@@ -13,6 +13,7 @@ from gonomaly.scores import SCORERS, ScoreInputs, scorer_class
 from gonomaly.scores.features import LatentGaussian
 from gonomaly.scores.fused import FusedScorer
 from gonomaly.scores.maps import ssim_map
+from gonomaly.thresholds import ThresholdRule
 
 
 def fused(features: dict[str, np.ndarray]) -> FusedScorer:
@@ -75,7 +76,7 @@ def test_fused_score_uses_gon_features_and_detects_noise(fused_gon, mnist_small)
     metrics = image_metrics(np.r_[np.zeros(500), np.ones(500)], scores, fused_gon.threshold_)
     assert metrics["image_auroc"] > 0.95
     errors = fused_gon.train_errors_
-    assert fused_gon.threshold_ == pytest.approx(errors.mean() + 2 * errors.std())
+    assert fused_gon.threshold_ == ThresholdRule.parse(fused_gon.threshold).fit(errors)
 
 
 def test_fused_scores_are_batch_invariant_and_survive_save_load(fused_gon, mnist_small, tmp_path):
