@@ -1,6 +1,6 @@
 # Two entry points, each doing its own set-up in .venv:
 #   make run    train a GON on MNIST and evaluate it against corrupted digits
-#   make test   run the test suite
+#   make test   check the style (ruff) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 # Elsewhere, TORCH_INDEX=https://download.pytorch.org/whl/cpu fetches the small CPU build of torch.
@@ -26,6 +26,7 @@ run: install
 	$(BIN)/gonomaly run $(ARGS)
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(ARGS)
 
 clean:

@@ -60,8 +60,16 @@ def split_fit_data(images, validation, fraction: float, seed: int) -> FitData:
 def choose_scoring(detector, data: FitData):
     """The automatic choice of error map, sigma, score and k (``gonomaly.scores.auto``) for a
     trained detector, on its validation images against synthetic anomalies made from them."""
+    from gonomaly.scores.auto import MIN_NORMALS
     from gonomaly.scores.auto import choose_scoring as choose
 
+    if len(data.calibration) < MIN_NORMALS:  # too few to rank candidates: the plain error
+        params = {"error_map": "l2", "sigma": 0.0, "score": "mse",
+                  "top_k": int(detector.effective("top_k"))}
+        log.warning("score auto: %d validation images are too few to choose a scoring (it needs %d); "
+                    "using %s", len(data.calibration), MIN_NORMALS, params)
+        return ChosenScoring(params, {"chosen": params, "note": f"{len(data.calibration)} validation "
+                                      f"images, fewer than {MIN_NORMALS}: the plain error, no choice"})
     choice = choose(detector, data.calibration, data.train, detector.seed)
     log.info("score auto: chose %s", choice.params)
     return choice

@@ -85,7 +85,7 @@ def nan_tiff_bytes(height: int, width: int) -> bytes:
 
 
 def corrupted(digit: np.ndarray) -> np.ndarray:
-    """The digit (1, 28, 28) with a bright 12x12 square pasted over its middle: a defect."""
+    """The digit (1, 28, 28) with a bright 16x16 square pasted over its middle: a defect."""
     damaged = digit.copy()
-    damaged[:, 8:20, 8:20] = 1.0
+    damaged[:, 6:22, 6:22] = 1.0
     return damaged

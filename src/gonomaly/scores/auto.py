@@ -39,6 +39,7 @@ from gonomaly.scores.maps import ERROR_MAPS, error_map, gaussian_smooth
 log = logging.getLogger("gonomaly")
 
 MAX_NORMALS = 500  # validation normals used (and as many synthetic anomalies): the cost cap
+MIN_NORMALS = 4  # fewer validation normals cannot rank the candidates (the fit falls back to mse)
 REFERENCE_SIDE = 64  # the sigmas below are for 64-px images and scale with the image side
 SIGMAS_AT_REFERENCE = (0.0, 2.0, 4.0, 8.0)
 TOP_K_FRACTIONS = (1 / 400, 1 / 100, 1 / 25)  # k as a share of the image's pixels
@@ -183,8 +184,8 @@ def chosen_params(ranked: list[dict[str, Any]], default_top_k: int) -> dict[str,
 def _normals(validation, cap: int, rng: np.random.Generator) -> np.ndarray:
     """At most ``cap`` of the validation images (a random subset in their order), checked."""
     array = validation if isinstance(validation, torch.Tensor) else np.asarray(validation)
-    if len(array) < 4:
-        raise GonomalyError(f"score auto: needs at least 4 validation images, got {len(array)}")
+    if len(array) < MIN_NORMALS:
+        raise GonomalyError(f"score auto: needs at least {MIN_NORMALS} validation images, got {len(array)}")
     if len(array) > cap:
         array = array[np.sort(rng.choice(len(array), cap, replace=False))]
     return as_image_array(array, "validation images")

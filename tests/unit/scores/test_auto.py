@@ -130,3 +130,17 @@ def test_a_tiny_model_on_bottle_images_gets_a_valid_choice():
     assert choice.n_normals == 24 and len(choice.candidates) == len(candidate_grid((3, 32, 32)))
     detector.set_params(**choice.params).check_params()
     assert 0 <= choice.candidates[0]["auroc"] <= 1
+
+
+def test_too_few_validation_images_fall_back_to_the_plain_error(mnist_small, caplog):
+    """fit with score auto and 3 validation images: no ranking is possible; the fit still
+    succeeds with the plain error, says so, and records why."""
+    train, test = mnist_small
+    detector = GONDetector(epochs=1, batch_size=50, width=8, latent_dim=8, score="auto", seed=0)
+    with caplog.at_level("WARNING", logger="gonomaly"):
+        detector.fit(train[:100], validation=test[:3])
+    assert "too few to choose a scoring" in caplog.text
+    assert {k: detector.effective(k) for k in ("error_map", "sigma", "score")} == \
+        {"error_map": "l2", "sigma": 0.0, "score": "mse"}
+    assert "fewer than 4" in detector.scoring_choice_.to_json()["note"]
+    assert np.isfinite(detector.score_samples(test[:5])).all()
