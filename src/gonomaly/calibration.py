@@ -17,6 +17,8 @@ import numpy as np
 
 from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
+from gonomaly.scores.auto import MIN_NORMALS
+from gonomaly.scores.auto import choose_scoring as choose
 from gonomaly.validation import ValidationSplit
 
 log = logging.getLogger("gonomaly")
@@ -60,9 +62,6 @@ def split_fit_data(images, validation, fraction: float, seed: int) -> FitData:
 def choose_scoring(detector, data: FitData):
     """The automatic choice of error map, sigma, score and k (``gonomaly.scores.auto``) for a
     trained detector, on its validation images against synthetic anomalies made from them."""
-    from gonomaly.scores.auto import MIN_NORMALS
-    from gonomaly.scores.auto import choose_scoring as choose
-
     if len(data.calibration) < MIN_NORMALS:  # too few to rank candidates: the plain error
         params = {"error_map": "l2", "sigma": 0.0, "score": "mse",
                   "top_k": int(detector.effective("top_k"))}

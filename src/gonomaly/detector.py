@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -38,7 +39,9 @@ from gonomaly.store import load_run, save_run
 from gonomaly.thresholds import ThresholdRule
 from gonomaly.trainer import LOSSES, StepInfo, Trainer
 
+log = logging.getLogger("gonomaly")
 SCORE_BATCH_SIZE = 512
+CALIBRATION_FOLDS = 5  # cross-fitting of scorings fitted on normal images (see _calibration_scores)
 MAX_SIDE = saved.MAX_SIDE
 SIZE = integer(1, 1 << 16)
 
@@ -60,6 +63,33 @@ class DetectorScoring:
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise GonomalyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+
+    def _fit_scorer(self, normal: np.ndarray) -> None:
+        self._fit_latent(normal)
+        self.scorer_ = scorer_class(self.effective("score"))(
+            **{**self.get_params(), **{k: self.effective(k) for k in SCORING_PARAMS}})
+        self.scorer_.fit(lambda: self.features(normal), self.seed)
+
+    def _calibration_scores(self, normal: np.ndarray) -> np.ndarray:
+        """The calibration images' scores, as a new normal image would score: for a scoring
+        fitted on normal images (the fused density and its latent Gaussian), each image's score
+        comes from a fit on the other folds (cross-fitting), so the threshold is not fitted
+        in-sample; the scoring kept is then fitted on all of them."""
+        self._fit_scorer(normal)
+        if not self.scorer_.learns_from_normals:
+            return self.score_samples(normal)
+        scores = np.empty(len(normal))
+        order = np.random.default_rng(self.seed).permutation(len(normal))
+        try:
+            for held in np.array_split(order, CALIBRATION_FOLDS):
+                self._fit_scorer(np.delete(normal, held, axis=0))
+                scores[held] = self.score_samples(normal[held])
+        except GonomalyError as exc:  # too few images to fit a fold: in-sample, and say so
+            log.warning("calibration: %s; the threshold is fitted on in-sample scores", exc)
+            self._fit_scorer(normal)
+            return self.score_samples(normal)
+        self._fit_scorer(normal)
+        return scores
 
     def scoring_graph(self) -> ScoringGraph:
         """The fitted scoring path as a torch module: images -> (scores, anomaly maps)."""
@@ -285,11 +315,7 @@ class ReconstructionDetector(DetectorScoring, Estimator):
                                 "calibration images")
         if self.score == AUTO_SCORE and getattr(self, "scoring_choice_", None) is None:
             raise GonomalyError("score 'auto': chosen by fit; fit_scoring needs a named score")
-        self._fit_latent(normal)
-        self.scorer_ = scorer_class(self.effective("score"))(
-            **{**self.get_params(), **{k: self.effective(k) for k in SCORING_PARAMS}})
-        self.scorer_.fit(lambda: self.features(normal), self.seed)
-        self.train_errors_ = self.score_samples(normal)  # the calibration images' scores
+        self.train_errors_ = self._calibration_scores(normal)
         self.threshold_rule_ = ThresholdRule.parse(self.threshold)
         self.calibration_ = self.threshold_rule_.calibrate(self.train_errors_)
         self.threshold_ = self.calibration_.value

@@ -119,3 +119,34 @@ def test_bad_arrays_are_refused(trained_gon):
         trained_gon.score_samples(np.full((2, 28, 28), 2.0, np.float32))
     with pytest.raises(GonomalyError, match="not fitted"):
         GONDetector().score_samples(np.zeros((1, 28, 28), np.float32))
+
+
+def test_a_fused_threshold_is_calibrated_on_scores_from_fits_without_each_image(mnist_small):
+    """The fused density is fitted on the validation images; scored by it, they look more normal
+    than a new image would. Their calibration scores come from 5-fold cross-fitting instead."""
+    import copy
+
+    from gonomaly.detector import CALIBRATION_FOLDS
+
+    train, test = mnist_small
+    validation = test[:100]
+    detector = GONDetector(epochs=1, batch_size=50, width=16, latent_dim=16, score="fused", seed=0)
+    detector.fit(train[:400], validation=validation)
+    in_sample = detector.score_samples(validation)
+    assert detector.train_errors_.mean() > in_sample.mean() + 0.1  # in-sample scores are optimistic
+    # by construction: the first fold's scores are those of a scoring fitted on the other folds
+    held = np.array_split(np.random.default_rng(0).permutation(100), CALIBRATION_FOLDS)[0]
+    refit = copy.deepcopy(detector)
+    refit._fit_scorer(np.delete(validation, held, axis=0))
+    np.testing.assert_allclose(detector.train_errors_[held], refit.score_samples(validation[held]), rtol=1e-6)
+    assert detector.threshold_ == np.sort(detector.train_errors_)[int(np.ceil(101 * 0.95)) - 1]
+    # the kept scoring is fitted on all of them (its in-sample scores are what score_samples gives)
+    np.testing.assert_allclose(copy.deepcopy(detector).fit_scoring(validation).score_samples(validation),
+                               in_sample, rtol=1e-6)
+
+
+def test_an_mse_threshold_is_calibrated_on_the_validation_scores_themselves(trained_gon, mnist_small):
+    # nothing of the mse score is fitted on normal images: no cross-fitting needed
+    assert trained_gon.score == "mse"
+    np.testing.assert_allclose(trained_gon.train_errors_,
+                               trained_gon.score_samples(trained_gon.calibration_images_), rtol=1e-6)

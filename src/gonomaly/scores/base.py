@@ -43,6 +43,9 @@ class Scorer(nn.Module):
     name: ClassVar[str]
     needs_features: ClassVar[bool] = False
     reads_smoothed_map: ClassVar[bool] = False  # on the scale of the (smoothed) pixel map
+    # fitted on normal images (a density): an image it was fitted on scores too well, so the
+    # threshold is calibrated on scores from fits that left each calibration image out
+    learns_from_normals: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         super().__init__()

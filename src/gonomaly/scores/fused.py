@@ -70,6 +70,7 @@ class FusedScorer(Scorer):
 
     name = "fused"
     needs_features = True
+    learns_from_normals = True
 
     def __init__(self, names: list[str] | None = None, density: MixtureDensity | None = None,
                  **params: Any):
