@@ -298,7 +298,7 @@ def report(run_dir, eval_dir, out, seed):
 @click.option("--n", "n_test", type=click.IntRange(min=1), default=2000, show_default=True,
               help="The first N MNIST test digits.")
 @click.option("--corruptions", default="all", show_default=True,
-              help="Comma-separated names, 'all' (15) or 'seed' (the MNIST-C protocol's 14).")
+              help="Comma-separated names, 'all' (15) or 'protocol' (the MNIST-C protocol's 14).")
 @seed_option
 @data_dir_option
 def corrupt(out, fmt, n_test, corruptions, seed, data_dir):

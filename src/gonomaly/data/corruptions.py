@@ -410,7 +410,7 @@ CORRUPTIONS: dict[str, Corruption] = {
 # The 15 MNIST-C corruptions (anomalies); identity is the unchanged reference.
 ALL_CORRUPTIONS: tuple[str, ...] = tuple(name for name in CORRUPTIONS if name != IDENTITY)
 # The MNIST-C protocol's 14 corruptions: all but canny_edges.
-SEED_CORRUPTIONS: tuple[str, ...] = tuple(n for n in ALL_CORRUPTIONS if n != "canny_edges")
+PROTOCOL_CORRUPTIONS: tuple[str, ...] = tuple(n for n in ALL_CORRUPTIONS if n != "canny_edges")
 
 _INDEX = {name: i for i, name in enumerate(CORRUPTIONS)}
 

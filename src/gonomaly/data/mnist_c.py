@@ -16,7 +16,7 @@ from PIL import Image
 
 from gonomaly.data.arrays import unit_float
 from gonomaly.data.base import NORMAL_GROUP, DataBundle, DataSpec, ImageSet
-from gonomaly.data.corruptions import ALL_CORRUPTIONS, IDENTITY, SEED_CORRUPTIONS, corrupt
+from gonomaly.data.corruptions import ALL_CORRUPTIONS, IDENTITY, PROTOCOL_CORRUPTIONS, corrupt
 from gonomaly.data.registry import DatasetKind, register
 from gonomaly.data.sources import load_digits
 from gonomaly.errors import GonomalyError
@@ -94,7 +94,7 @@ def read_mnist_c(root: str | Path, names: list[str]) -> tuple[np.ndarray, dict[s
 
 def _corruption_names(spec: DataSpec) -> list[str]:
     names = (spec.options["corruptions"].split(",") if "corruptions" in spec.options
-             else list(SEED_CORRUPTIONS))
+             else list(PROTOCOL_CORRUPTIONS))
     unknown = [n for n in names if n not in ALL_CORRUPTIONS]
     if unknown:
         raise spec.error(f"unknown corruption(s) {', '.join(unknown)} "

@@ -38,10 +38,11 @@ class Corrupted:
 
 
 def corruption_names(text: str) -> list[str]:
-    """``all``, ``seed`` or comma-separated names, checked against the corruption registry."""
+    """``all``, ``protocol`` (the MNIST-C protocol's 14) or comma-separated names, checked against
+    the corruption registry."""
     from gonomaly.data import corruptions as registry
 
-    names = {"all": list(registry.ALL_CORRUPTIONS), "seed": list(registry.SEED_CORRUPTIONS)}.get(
+    names = {"all": list(registry.ALL_CORRUPTIONS), "protocol": list(registry.PROTOCOL_CORRUPTIONS)}.get(
         text, [n.strip() for n in text.split(",") if n.strip()])
     unknown = [n for n in names if n not in registry.ALL_CORRUPTIONS]
     if unknown:

@@ -13,7 +13,7 @@ from gonomaly.data.corruptions import (
     ALL_CORRUPTIONS,
     CORRUPTIONS,
     IDENTITY,
-    SEED_CORRUPTIONS,
+    PROTOCOL_CORRUPTIONS,
     corrupt,
 )
 from gonomaly.errors import GonomalyError
@@ -55,8 +55,8 @@ def test_registry_order_and_constants():
     assert IDENTITY == "identity"
     assert ALL_CORRUPTIONS == tuple(list(CORRUPTIONS)[1:])
     assert len(ALL_CORRUPTIONS) == 15 and IDENTITY not in ALL_CORRUPTIONS
-    assert SEED_CORRUPTIONS == tuple(n for n in ALL_CORRUPTIONS if n != "canny_edges")
-    assert len(SEED_CORRUPTIONS) == 14
+    assert PROTOCOL_CORRUPTIONS == tuple(n for n in ALL_CORRUPTIONS if n != "canny_edges")
+    assert len(PROTOCOL_CORRUPTIONS) == 14
 
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
@@ -490,3 +490,13 @@ def test_canny_edges_are_binary_outlines(mnist_digits):
     assert distance_to_ink[out > 0].max() <= 1.5
     # The stroke interiors are not edges: far fewer edge pixels than ink pixels of a thick digit.
     assert np.mean((out > 0).sum(axis=(1, 2)) < (mnist_digits > 0).sum(axis=(1, 2))) > 0.8
+
+
+def test_corruption_selectors_name_the_protocol_and_all():
+    from gonomaly.workflow.tools import corruption_names
+
+    assert corruption_names("protocol") == list(PROTOCOL_CORRUPTIONS)
+    assert corruption_names("all") == list(ALL_CORRUPTIONS)
+    assert corruption_names("fog, stripe") == ["fog", "stripe"]
+    with pytest.raises(GonomalyError, match="unknown seed"):
+        corruption_names("seed")
