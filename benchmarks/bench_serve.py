@@ -7,7 +7,8 @@ Without --run-dir it trains a small GON (width 32, one epoch) on the bottle trai
 64x64 RGB. It then serves the run twice with `gonomaly serve` in a subprocess on a free loopback port, with dynamic
 batching on (--max-batch 64 --max-wait-ms 5) and off (--max-batch 1 --max-wait-ms 0), and for
 each number of clients prints the throughput (images/s), the p50/p95/p99 latency and the error
-count; an error is any answer other than 200 with the detector's own score (to 1e-6). With
+count; an error is any answer other than 200 with the detector's own score (to the detector's
+batch invariance, 1e-5 relative: a batch of other sizes may take other float kernels). With
 batching on it adds the mixed flood: 10% bad inputs (not an image, truncated, empty, wrong
 size, NaN TIFF) among the good ones; every bad one must get a 4xx and every good one its
 score. The in-process `score_samples` throughput of the same images is the ceiling.
@@ -125,6 +126,11 @@ class LoadResult:
                 f"good {self.good:6d}  errors {self.errors}{extra}")
 
 
+def same_score(served: float, expected: float) -> bool:
+    """Equal up to the float noise that the batch composition may bring (1e-5 relative)."""
+    return abs(served - expected) <= 1e-5 * max(1.0, abs(expected))
+
+
 async def client_loop(session, bodies, expected, bad, stop_at: float, result: LoadResult, seed: int) -> None:
     chooser = random.Random(seed)
     while time.perf_counter() < stop_at:
@@ -142,7 +148,7 @@ async def client_loop(session, bodies, expected, bad, stop_at: float, result: Lo
         else:
             result.latencies.append(time.perf_counter() - start)
             ok = (response.status_code == 200
-                  and abs(response.json()["images"][0]["score"] - expected[index]) <= 1e-6)
+                  and same_score(response.json()["images"][0]["score"], expected[index]))
             result.good += ok
         result.errors += not ok
 
