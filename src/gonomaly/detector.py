@@ -454,12 +454,17 @@ class ImplicitGONDetector(GONDetector):
     in the original). ``reconstruct(images, size=112)`` renders the latents on another grid.
     ``fourier_features=K`` encodes the coordinates with K octaves of sines and cosines;
     ``coordinate_fraction`` and ``training_precision`` speed training up (see
-    ``gonomaly.models.implicit``). The defaults are the recipe chosen on held-out training
-    digits (see ``benchmarks/bench_implicit.py``)."""
+    ``gonomaly.models.implicit``).
+
+    The defaults (lr 1e-4, 4 Fourier octaves, 1/4 of the pixels in the outer loss, bf16 hidden
+    products) were chosen on validation data only: MNIST training digits, the reconstruction
+    MSE of 1,000 held-out training digits after 400 steps of batch 32 over lr {1e-4, 3e-4,
+    1e-3} x Fourier octaves {0, 4}. Raw coordinates stay on the ~0.10 plateau of a blurred mean
+    digit, lr >= 3e-4 diverges to a saturated output; lr 1e-4 with 4 octaves reached 0.024."""
 
     model_name = "implicit-gon"
     defaults = {**LatentDetector.defaults, "latent_dim": 32, "width": 256, "lr": 1e-4,
-                "fourier_features": 0, "coordinate_fraction": 1.0, "training_precision": "fp32"}
+                "fourier_features": 4, "coordinate_fraction": 0.25, "training_precision": "bf16"}
 
     def __init__(self, *, fourier_features: Annotated[int | None, optional(integer(0, 16))] = None,
                  coordinate_fraction: Annotated[float | None, optional(number(0, 1, open_low=True))] = None,

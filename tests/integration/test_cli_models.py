@@ -17,9 +17,9 @@ def test_train_implicit_gon_and_score(tmp_path, capsys, mnist_small):
     assert config["model"] == "implicit-gon"
     params = config["hyperparameters"]
     assert {k: params[k] for k in ("epochs", "batch_size", "lr", "score", "seed", "latent_dim", "width",
-                                   "fourier_features")} == {
+                                   "fourier_features", "coordinate_fraction", "training_precision")} == {
         "epochs": 1, "batch_size": 32, "lr": 1e-4, "score": "fused", "seed": 0, "latent_dim": 8,
-        "width": 256, "fourier_features": 0}
+        "width": 256, "fourier_features": 4, "coordinate_fraction": 0.25, "training_precision": "bf16"}
     detector = ReconstructionDetector.load(run)
     assert isinstance(detector, ImplicitGONDetector)
     assert detector.reconstruct(mnist_small[1][:2], size=56).shape == (2, 1, 56, 56)
