@@ -11,8 +11,9 @@ count; an error is any answer other than 200 with the detector's own score and l
 to 1e-4 relative: a batch of another size may take other float32 kernels, and a fused density
 fitted on a few dozen validation images amplifies that noise to up to 6e-5 relative). With
 batching on it adds the mixed flood: 10% bad inputs (not an image, truncated, empty, over the
-pixel limit, NaN TIFF; the wrong size for a run that does not resize) among the good ones; every bad one must get a 4xx and every good one its
-score. The in-process `score_samples` throughput of the same images is the ceiling.
+pixel limit, NaN TIFF; the wrong size for a run that does not resize) among the good ones;
+every bad one must get a 4xx and every good one its score. The in-process `score_samples`
+throughput of the same images is the ceiling.
 """
 
 from __future__ import annotations
