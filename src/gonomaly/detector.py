@@ -75,8 +75,8 @@ class DetectorScoring:
         fitted on normal images (the fused density and its latent Gaussian), each image's score
         comes from a fit on the other folds (cross-fitting), so the threshold is not fitted
         in-sample; the scoring kept is then fitted on all of them."""
-        self._fit_scorer(normal)
-        if not self.scorer_.learns_from_normals:
+        if not scorer_class(self.effective("score")).learns_from_normals:
+            self._fit_scorer(normal)
             return self.score_samples(normal)
         scores = np.empty(len(normal))
         order = np.random.default_rng(self.seed).permutation(len(normal))
