@@ -8,7 +8,6 @@ training images themselves (``val_fraction=0``: in-sample, as before the split e
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 
 from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
+from gonomaly.integrity import sha256_bytes
 from gonomaly.scores.auto import MIN_NORMALS
 from gonomaly.scores.auto import choose_scoring as choose
 from gonomaly.validation import ValidationSplit
@@ -48,7 +48,7 @@ def split_fit_data(images, validation, fraction: float, seed: int) -> FitData:
             raise GonomalyError(f"validation images: shape {tuple(val.shape)}, expected (N >= 1) "
                                 f"x {tuple(x.shape[1:])} like the training images")
         return FitData(x, val, {"source": "explicit", "n_train": len(x), "n_validation": len(val),
-                                "validation_sha256": hashlib.sha256(val.tobytes()).hexdigest()})
+                                "validation_sha256": sha256_bytes(val.tobytes())})
     split = ValidationSplit.draw(len(x), fraction, seed)
     if len(split.validation) == 0:
         if fraction > 0:

@@ -11,7 +11,6 @@ is a facade: ``gonomaly.trainer`` trains, ``gonomaly.scores`` scores, ``gonomaly
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from gonomaly.calibration import FitData, choose_scoring, split_fit_data
 from gonomaly.checkpoint import Checkpointer, refuse_checkpoint, remove_checkpoint
 from gonomaly.data.arrays import as_image_array
 from gonomaly.errors import GonomalyError
+from gonomaly.integrity import sha256_bytes
 from gonomaly.lock import RunLock
 from gonomaly.models import CAE, VAE, ConvGON, ImplicitGON, VariationalGON
 from gonomaly.models.implicit import TRAINING_PRECISIONS
@@ -281,7 +281,7 @@ class ReconstructionDetector(DetectorScoring, Estimator):
         """What a checkpoint must have been made with to be resumed by this fit."""
         return {"model": self.model_name, "image_shape": list(self.image_shape_),
                 "hyperparameters": self.hyperparameters(), "threshold": self.threshold,
-                "n_train": len(data.train), "data_sha256": hashlib.sha256(data.train.tobytes()).hexdigest(),
+                "n_train": len(data.train), "data_sha256": sha256_bytes(data.train.tobytes()),
                 "validation": {k: v for k, v in data.record.items() if k != "validation_indices"},
                 "metadata": metadata or {}}
 
