@@ -63,8 +63,10 @@ class BenchmarkConfig:
         return resolve_defaults(self.detector, self.data_kind)
 
     def detector_of(self, model: str, **changes) -> object:
-        """A new detector of ``model`` with this benchmark's hyper-parameters and ``changes``."""
-        return make_detector(replace(self.settings, model=model, **changes), progress=self.progress)
+        """A new detector of ``model`` with this benchmark's hyper-parameters and ``changes``;
+        unset ones are the defaults for the data kind and ``model`` (as ``train`` has them)."""
+        settings = resolve_defaults(replace(self.detector, model=model), self.data_kind)
+        return make_detector(replace(settings, **changes), progress=self.progress)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,6 +322,7 @@ def _mnist_c_row(config: ModelsBenchmarkConfig, model: str, data) -> dict:
     runs = score_variants(detector, data, model, config.scores, train_seconds, echo=None)
     return {"parameters": sum(p.numel() for p in detector.model_.parameters()),
             "seconds_per_epoch": round(train_seconds / epochs_trained(detector.training_stats_), 1),
+            "steps": detector.training_stats_["steps"], "batch_size": detector.batch_size,
             "clean_mse": float(((detector.reconstruct(clean) - clean) ** 2).mean()),
             "mnist_c_auroc": {r["score"]: r["image_auroc"] for r in runs}, "one_class_auroc": {}}
 
@@ -344,12 +347,13 @@ def format_models(results: dict, rows: dict | None = None) -> str:
     seed's ``results["models"]``) or their mean +- std over the seeds (``results["summary"]``)."""
     p, scores = results["protocol"], results["protocol"]["scores"]
     rows = results["models"] if rows is None else rows
-    lines = ["| model | parameters | training s / epoch | clean test MSE | "
+    lines = ["| model | parameters | steps x batch | training s / epoch | clean test MSE | "
              + " | ".join(f"MNIST-C AUROC ({s})" for s in scores) + f" | one-class AUROC ({scores[0]}, mean) |",
-             "| --- " * (5 + len(scores)) + "|"]
+             "| --- " * (6 + len(scores)) + "|"]
     for model, row in rows.items():
-        parameters = row["parameters"]["mean"] if isinstance(row["parameters"], dict) else row["parameters"]
-        lines.append(f"| {model} | {parameters:,.0f} | {figure(row['seconds_per_epoch'], 1)} | "
+        parameters, steps = (mean_of(row[key]) for key in ("parameters", "steps"))
+        lines.append(f"| {model} | {parameters:,.0f} | {steps:,.0f} x {mean_of(row['batch_size']):.0f} | "
+                     f"{figure(row['seconds_per_epoch'], 1)} | "
                      f"{figure(row['clean_mse'], 4)} | "
                      + " | ".join(figure(row["mnist_c_auroc"][s], 4) for s in scores)
                      + f" | {figure(row.get('one_class_mean'), 4)} |")

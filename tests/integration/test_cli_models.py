@@ -39,6 +39,6 @@ def test_benchmark_models_smoke(tmp_path, capsys):
     for row in (vae, cae):
         assert 0 <= row["mnist_c_auroc"]["mse"] <= 1 and 0 < row["clean_mse"] < 1
         assert row["one_class_mean"] == np.mean(list(row["one_class_auroc"].values()))
-    assert "| vae | 866,941 |" in stdout and "| model | 0 | 1 | mean |" in stdout
+    assert f"| vae | 866,941 | {vae['steps']} x 32 |" in stdout and "| model | 0 | 1 | mean |" in stdout
     code, _, err = run_cli(capsys, "benchmark", "models", "--digits", "0,12")
     assert code == 1 and "--digits 0,12" in err

@@ -10,7 +10,7 @@ from gonomaly.detector import DETECTORS
 from gonomaly.errors import GonomalyError
 from gonomaly.evaluation import slug
 from gonomaly.workflow import DetectorConfig, make_detector
-from gonomaly.workflow.config import DIGITS, IMAGES, data_defaults
+from gonomaly.workflow.config import DIGITS, IMAGES, IMPLICIT_DIGITS, data_defaults
 
 
 @pytest.mark.parametrize("model", list(DETECTORS))
@@ -42,6 +42,27 @@ def test_unset_settings_come_from_the_data_kinds_table(kind):
         assert getattr(detector, name) == value, name
     assert table is (DIGITS if kind in ("mnist", "mnist-c", "fashion-mnist") else IMAGES)
     assert make_detector(DetectorConfig(batch_size=7), kind=kind).batch_size == 7
+
+
+def test_the_implicit_gon_has_its_own_row_on_digits_only():
+    # Its recipe is a step budget at batch 32; --epochs given replaces the budget, as for images.
+    for kind in ("mnist", "mnist-c", "fashion-mnist"):
+        assert data_defaults(kind, "implicit-gon") is IMPLICIT_DIGITS and data_defaults(kind, "gon") is DIGITS
+        detector = make_detector(DetectorConfig(model="implicit-gon"), kind=kind)
+        assert (detector.steps, detector.batch_size) == (IMPLICIT_DIGITS["steps"], 32)
+        assert (detector.score, detector.threshold) == (DIGITS["score"], DIGITS["threshold"])
+    assert data_defaults("mvtec", "implicit-gon") is IMAGES
+    by_epochs = make_detector(DetectorConfig(model="implicit-gon", epochs=3), kind="mnist")
+    assert (by_epochs.steps, by_epochs.epochs, by_epochs.batch_size) == (None, 3, 32)
+
+
+def test_benchmarks_give_each_model_its_own_defaults():
+    from gonomaly.bench import ModelsBenchmarkConfig
+
+    config = ModelsBenchmarkConfig()
+    implicit, gon = config.detector_of("implicit-gon"), config.detector_of("gon", score="fused")
+    assert (implicit.steps, implicit.batch_size, implicit.score) == (IMPLICIT_DIGITS["steps"], 32, "fused")
+    assert (gon.steps, gon.epochs, gon.batch_size, gon.score) == (None, 2, 128, "fused")
 
 
 def test_an_explicit_length_wins_over_the_tables():
