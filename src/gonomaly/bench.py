@@ -294,8 +294,9 @@ def _models_once(config: ModelsBenchmarkConfig, echo: Echo) -> dict:
     spec = f"mnist-c:n_test={config.n_test}" + (f",n_train={config.n_train}" if config.n_train else "")
     data = load_data(spec, config.data_dir, seed=settings.seed)
     results = {"protocol": {"mnist_c": spec, "source": data.source, "n_train": len(data.train),
-                            "n_test": len(data.test), "epochs": settings.epochs,
-                            "batch_size": settings.batch_size, "seed": settings.seed,
+                            # the length asked for; None: each model's defaults (its row's steps)
+                            "n_test": len(data.test), "epochs": config.detector.epochs,
+                            "batch_size": config.detector.batch_size, "seed": settings.seed,
                             "scores": list(config.scores), "one_class_n_train": config.one_class_n_train,
                             "one_class_n_test": config.one_class_n_test, "digits": list(config.digits)},
                "models": {}}

@@ -460,7 +460,10 @@ class ImplicitGONDetector(GONDetector):
     products) were chosen on validation data only: MNIST training digits, the reconstruction
     MSE of 1,000 held-out training digits after 400 steps of batch 32 over lr {1e-4, 3e-4,
     1e-3} x Fourier octaves {0, 4}. Raw coordinates stay on the ~0.10 plateau of a blurred mean
-    digit, lr >= 3e-4 diverges to a saturated output; lr 1e-4 with 4 octaves reached 0.024."""
+    digit, lr >= 3e-4 diverges to a saturated output; lr 1e-4 with 4 octaves reached 0.024.
+    Its length is a step budget (the commands' ``IMPLICIT_DIGITS`` row: ``steps=1000,
+    batch_size=32``); this class keeps every detector's ``epochs=5, batch_size=128``, which on a
+    few thousand images is too few steps to leave that plateau."""
 
     model_name = "implicit-gon"
     defaults = {**LatentDetector.defaults, "latent_dim": 32, "width": 256, "lr": 1e-4,
