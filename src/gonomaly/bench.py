@@ -60,13 +60,16 @@ class BenchmarkConfig:
     @property
     def settings(self) -> DetectorConfig:
         """The detector settings in use: ``detector`` with the data kind's defaults filled in."""
-        return resolve_defaults(self.detector, self.data_kind)
+        return self.settings_of(self.detector.model)
+
+    def settings_of(self, model: str) -> DetectorConfig:
+        """``detector``'s settings for ``model``: unset ones are the defaults for the data kind
+        and ``model`` (as ``train`` has them)."""
+        return resolve_defaults(replace(self.detector, model=model), self.data_kind)
 
     def detector_of(self, model: str, **changes) -> object:
-        """A new detector of ``model`` with this benchmark's hyper-parameters and ``changes``;
-        unset ones are the defaults for the data kind and ``model`` (as ``train`` has them)."""
-        settings = resolve_defaults(replace(self.detector, model=model), self.data_kind)
-        return make_detector(replace(settings, **changes), progress=self.progress)
+        """A new detector of ``model`` with this benchmark's hyper-parameters and ``changes``."""
+        return make_detector(replace(self.settings_of(model), **changes), progress=self.progress)
 
 
 @dataclass(frozen=True, kw_only=True)
